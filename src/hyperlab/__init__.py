@@ -1,0 +1,43 @@
+"""hyperlab: hypernetworks h(x, I) = g(x; f(I)) on PyTorch.
+
+Primary networks are functional and batched (:mod:`hyperlab.primary`); hypernetworks and the
+embedding baseline are built on them (:mod:`hyperlab.hypernet`).
+"""
+
+from hyperlab.hypernet import (
+    ChunkedHead,
+    EmbeddingModel,
+    FullHead,
+    HyperModel,
+    HyperNetwork,
+    modularity_counts,
+)
+from hyperlab.primary import (
+    MLP,
+    BoundPrimary,
+    ConvNet,
+    ModulePrimary,
+    ParamLayout,
+    ParamSpec,
+    Primary,
+    count_parameters,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "BoundPrimary",
+    "ChunkedHead",
+    "ConvNet",
+    "EmbeddingModel",
+    "FullHead",
+    "HyperModel",
+    "HyperNetwork",
+    "ModulePrimary",
+    "ParamLayout",
+    "ParamSpec",
+    "Primary",
+    "count_parameters",
+    "modularity_counts",
+]

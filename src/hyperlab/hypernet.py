@@ -1,0 +1,405 @@
+"""Hypernetworks f: I -> θ, the model h(x, I) = g(x; f(I)), and the embedding method q(x, e(I)).
+
+Both families are built from the same parts: the trunks of f and e and the primary q are bound
+:class:`~hyperlab.primary.MLP` primaries, so parameter counts match the modularity paper's
+formulas (Sec. 5) by construction and every network shares one batched forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from hyperlab.init import hyperfan_in_std, target_std
+from hyperlab.primary import (
+    MLP,
+    Parameterization,
+    Primary,
+    activation_fn,
+    check_finite,
+    count_parameters,
+)
+
+__all__ = [
+    "FullHead",
+    "ChunkedHead",
+    "HyperNetwork",
+    "HyperModel",
+    "EmbeddingModel",
+    "count_parameters",
+    "modularity_counts",
+]
+
+
+def _check_features(t: Tensor, features: int, argument: str) -> None:
+    if not torch.is_tensor(t):
+        raise TypeError(f"{argument}: expected a tensor, got {type(t)}")
+    if t.dim() < 1 or t.shape[-1] != features:
+        raise ValueError(f"{argument}: expected shape (..., {features}), got {tuple(t.shape)}")
+    check_finite(t, argument)
+
+
+class FullHead(nn.Module):
+    """Linear output layer producing every parameter of the primary: θ = A e + c.
+
+    Usually the largest part of f (N_g × d_k weights); :class:`HyperModel` can contract its
+    first-layer block with x directly instead of materialising per-sample weight matrices.
+    """
+
+    def __init__(self, in_features: int, out_features: int, parameterization: Parameterization):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.parameterization = parameterization
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / math.sqrt(self.in_features) if self.parameterization == "ntk" else 1.0
+
+    def reset(self, std: Tensor | None, generator: torch.Generator | None = None) -> None:
+        """Per-row std (hyperfan-in) or, with ``std=None``, the NTK init N(0, 1)."""
+        with torch.no_grad():
+            self.weight.normal_(generator=generator)
+            if std is not None:
+                self.weight.mul_(std.to(self.weight).unsqueeze(1))
+            self.bias.zero_()
+
+    def forward(self, e: Tensor) -> Tensor:
+        return torch.nn.functional.linear(e, self.weight * self.scale, self.bias)
+
+
+class ChunkedHead(nn.Module):
+    """Shared-generator head: θ is cut into chunks, all made by one small MLP.
+
+    Chunk c is G([e; z_c]) with a learned chunk embedding z_c (von Oswald et al. 2020), so the
+    head has O(hidden·(d_k + chunk_size)) parameters instead of N_g·d_k. The output is multiplied
+    by a fixed per-coordinate scale so generated weights start at the primary's target scale.
+    """
+
+    def __init__(
+        self,
+        primary: Primary,
+        in_features: int,
+        chunk_size: int,
+        *,
+        embedding_dim: int = 8,
+        hidden: int = 64,
+        activation: str = "relu",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if chunk_size <= 0 or embedding_dim <= 0 or hidden <= 0:
+            raise ValueError(
+                "chunk_size, embedding_dim, hidden: expected positive ints, got "
+                f"{chunk_size}, {embedding_dim}, {hidden}"
+            )
+        self.out_features = primary.layout.numel
+        self.chunk_size = chunk_size
+        self.n_chunks = -(-self.out_features // chunk_size)
+        self.act = activation_fn(activation)
+        g = generator
+
+        def uniform(*shape: int, fan_in: int) -> nn.Parameter:
+            b = 1.0 / math.sqrt(fan_in)
+            return nn.Parameter(torch.rand(*shape, generator=g).mul_(2 * b).sub_(b))
+
+        self.chunk_embeddings = nn.Parameter(torch.randn(self.n_chunks, embedding_dim, generator=g))
+        fan = in_features + embedding_dim
+        self.w_features = uniform(hidden, in_features, fan_in=fan)
+        self.w_chunk = uniform(hidden, embedding_dim, fan_in=fan)
+        self.b_hidden = nn.Parameter(torch.zeros(hidden))
+        self.w_out = nn.Parameter(torch.randn(chunk_size, hidden, generator=g) / math.sqrt(hidden))
+        self.b_out = nn.Parameter(torch.zeros(chunk_size))
+        self.register_buffer("out_scale", target_std(primary))
+
+    def raw(self, e: Tensor) -> Tensor:
+        """The generator's output before the fixed per-coordinate scale."""
+        a = e @ self.w_features.T  # (..., hidden): the e-part once per sample
+        c = self.chunk_embeddings @ self.w_chunk.T + self.b_hidden  # (C, hidden): once per chunk
+        h = self.act(a.unsqueeze(-2) + c)  # (..., C, hidden)
+        return (h @ self.w_out.T + self.b_out).flatten(-2)[..., : self.out_features]
+
+    def forward(self, e: Tensor) -> Tensor:
+        return self.raw(e) * self.out_scale
+
+    @torch.no_grad()
+    def calibrate(self, e: Tensor) -> None:
+        """Rescale the generator so its raw output has unit second moment on features ``e``."""
+        rms = self.raw(e).pow(2).mean().sqrt().clamp_min(1e-12)
+        self.w_out.div_(rms)
+        self.b_out.div_(rms)
+
+
+class HyperNetwork(nn.Module):
+    """f: I -> θ, an MLP whose output is a full parameter set of ``target`` (a primary).
+
+    ``hidden`` are the widths of f's hidden layers, so f has ``len(hidden) + 1`` linear layers
+    (the paper's k). ``head='full'`` is a linear layer onto all N_g parameters; ``'chunked'``
+    shares one generator across chunks. ``init='hyperfan'`` (standard parameterization only)
+    scales the head so that generated weights start with the variance the primary expects,
+    measured on ``init_cond`` (default: standard-normal conditions).
+    """
+
+    def __init__(
+        self,
+        target: Primary,
+        cond_features: int,
+        hidden: Sequence[int] = (100,),
+        *,
+        activation: str = "relu",
+        bias: bool = True,
+        head: Literal["full", "chunked"] = "full",
+        chunk_size: int = 1024,
+        chunk_embedding_dim: int = 8,
+        chunk_hidden: int = 64,
+        parameterization: Parameterization = "standard",
+        init: Literal["hyperfan", "standard"] = "hyperfan",
+        init_cond: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if not isinstance(target, Primary):
+            raise TypeError(f"target: expected a hyperlab Primary, got {type(target)}")
+        if cond_features <= 0:
+            raise ValueError(f"cond_features: expected a positive int, got {cond_features}")
+        if head not in ("full", "chunked"):
+            raise ValueError(f"head: expected 'full' or 'chunked', got {head!r}")
+        if init not in ("hyperfan", "standard"):
+            raise ValueError(f"init: expected 'hyperfan' or 'standard', got {init!r}")
+        self.target = target
+        self.cond_features = cond_features
+        self.parameterization = parameterization
+        self.init = init
+        hidden = [int(h) for h in hidden]
+        if hidden:
+            trunk = MLP(
+                [cond_features, *hidden],
+                activation,
+                bias=bias,
+                parameterization=parameterization,
+                activate_output=True,
+            )
+            self.trunk: nn.Module = trunk.bind(generator=generator)
+        else:
+            self.trunk = nn.Identity()
+        d_k = hidden[-1] if hidden else cond_features
+        n = target.layout.numel
+        if head == "full":
+            self.head: nn.Module = FullHead(d_k, n, parameterization)
+            if not bias:
+                self.head.bias.requires_grad_(False)
+        else:
+            self.head = ChunkedHead(
+                target,
+                d_k,
+                chunk_size,
+                embedding_dim=chunk_embedding_dim,
+                hidden=chunk_hidden,
+                activation=activation,
+                generator=generator,
+            )
+        self.reset_head(init_cond, generator=generator)
+
+    def features(self, cond: Tensor) -> Tensor:
+        """f's last hidden layer (the input of the head)."""
+        return self.trunk(cond)
+
+    @torch.no_grad()
+    def reset_head(
+        self, init_cond: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> None:
+        """(Re)initialise the head (hyperfan-in, calibrated on ``init_cond``, or NTK N(0,1))."""
+        if init_cond is None:
+            init_cond = torch.randn(256, self.cond_features, generator=generator)
+        _check_features(init_cond, self.cond_features, "init_cond")
+        dev = next(self.parameters()).device
+        e = self.features(init_cond.to(dev))
+        if isinstance(self.head, FullHead):
+            if self.parameterization == "ntk":
+                self.head.reset(None, generator=generator)
+            elif self.init == "standard":  # nn.Linear's default, for comparison with hyperfan
+                bound = 1.0 / math.sqrt(self.head.in_features)
+                self.head.weight.uniform_(-bound, bound, generator=generator)
+                self.head.bias.uniform_(-bound, bound, generator=generator)
+            else:
+                m2 = float(e.pow(2).mean())
+                std = hyperfan_in_std(self.target, self.head.in_features, m2)
+                self.head.reset(std, generator=generator)
+        else:
+            self.head.calibrate(e)
+
+    def flat(self, cond: Tensor) -> Tensor:
+        """θ as one vector per condition: shape (*P, N_g)."""
+        _check_features(cond, self.cond_features, "cond")
+        return self.head(self.features(cond))
+
+    def forward(self, cond: Tensor) -> dict[str, Tensor]:
+        """θ = f(I) as a dict in the target's layout, with batch shape ``cond.shape[:-1]``."""
+        return self.target.layout.unflatten(self.flat(cond))
+
+
+class HyperModel(nn.Module):
+    """h(x, I) = g(x; f(I)) with per-sample weights run as one batched call.
+
+    ``x`` has shape (*P, *G, *in_shape) for ``cond`` of shape (*P, d_I): every condition gets its
+    own weights, applied to its group G of inputs. With ``dedupe=True`` weights are generated once
+    per distinct condition (rows of ``cond`` that are equal), for batches where many x share one I.
+    For an MLP primary with a full head and one x per condition, the first layer of g is contracted
+    with x straight from the head's weights (``fused=True``), never materialising the per-sample
+    first-layer matrices.
+    """
+
+    def __init__(self, primary: Primary, cond_features: int, hidden: Sequence[int] = (100,), **kw):
+        super().__init__()
+        self.f = HyperNetwork(primary, cond_features, hidden, **kw)
+        self.fused = True
+
+    @property
+    def g(self) -> Primary:
+        return self.f.target
+
+    def weights(self, cond: Tensor) -> dict[str, Tensor]:
+        """The generated parameters θ_I = f(I)."""
+        return self.f(cond)
+
+    def _can_fuse(self, x: Tensor, cond: Tensor) -> bool:
+        g = self.g
+        return (
+            self.fused
+            and isinstance(g, MLP)
+            and isinstance(self.f.head, FullHead)
+            and x.dim() == cond.dim()
+            and g.layout.specs[0].name == "fc0.weight"
+        )
+
+    def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False) -> Tensor:
+        _check_features(cond, self.f.cond_features, "cond")
+        nb = cond.dim() - 1
+        if tuple(x.shape[:nb]) != tuple(cond.shape[:-1]):
+            raise ValueError(
+                f"x: leading dims {tuple(x.shape[:nb])} must equal cond's batch shape "
+                f"{tuple(cond.shape[:-1])}"
+            )
+        if dedupe:
+            flat = cond.reshape(-1, cond.shape[-1])
+            uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
+            theta = self.f.flat(uniq)[inverse].reshape(*cond.shape[:-1], -1)
+            return self.g(x, self.g.layout.unflatten(theta))
+        if self._can_fuse(x, cond):
+            return self._forward_fused(x, cond)
+        return self.g(x, self.f(cond))
+
+    def _forward_fused(self, x: Tensor, cond: Tensor) -> Tensor:
+        g: MLP = self.g  # type: ignore[assignment]
+        if x.shape[-1] != g.sizes[0]:
+            raise ValueError(f"x: expected shape (..., {g.sizes[0]}), got {tuple(x.shape)}")
+        check_finite(x, "x")
+        head: FullHead = self.f.head  # type: ignore[assignment]
+        batch = x.shape[:-1]
+        xb = x.reshape(-1, g.sizes[0])
+        e = self.f.features(cond).reshape(xb.shape[0], -1)  # (B, d_k)
+        o, i = g.sizes[1], g.sizes[0]
+        n1 = o * i
+        a1 = head.weight[:n1].view(o, i, -1)  # rows generating W1, as (o, i, d_k)
+        # (W1 x)_o = Σ_k e_k Σ_i A[o,i,k] x_i + Σ_i c[o,i] x_i: contract x with A first.
+        y = torch.matmul(xb.unsqueeze(0), a1)  # (o, B, d_k)
+        h = (y * e.unsqueeze(0)).sum(-1).T * head.scale + xb @ head.bias[:n1].view(o, i).T
+        rest = torch.nn.functional.linear(e, head.weight[n1:] * head.scale, head.bias[n1:])
+        rest_params = {}
+        offset = 0
+        for s in g.layout.specs[1:]:
+            rest_params[s.name] = rest[:, offset : offset + s.numel].reshape(-1, *s.shape)
+            offset += s.numel
+        if g.parameterization == "ntk":
+            h = h / math.sqrt(i)
+        if g.bias:
+            h = h + rest_params["fc0.bias"]
+        h = g._post(h, 0).unsqueeze(1)  # (B, 1, o)
+        for j in range(1, g.depth):
+            w = rest_params[f"fc{j}.weight"].transpose(1, 2)
+            scale = 1.0 / math.sqrt(g.sizes[j]) if g.parameterization == "ntk" else 1.0
+            h = torch.bmm(h, w) * scale
+            if g.bias:
+                h = h + rest_params[f"fc{j}.bias"].unsqueeze(1)
+            h = g._post(h, j)
+        return h.reshape(*batch, *g.out_shape)
+
+
+class EmbeddingModel(nn.Module):
+    """The embedding method h(x, I) = q(x, e(I)) (modularity paper, Sec. 2).
+
+    e is an MLP cond_features → hidden… → embedding_dim (``len(e_hidden) + 1`` layers, no output
+    activation); q is an MLP on the concatenation [x; e(I)].
+    """
+
+    def __init__(
+        self,
+        x_features: int,
+        cond_features: int,
+        embedding_dim: int,
+        e_hidden: Sequence[int] = (100,),
+        q_hidden: Sequence[int] = (10,),
+        out_features: int = 1,
+        *,
+        activation: str = "relu",
+        bias: bool = True,
+        parameterization: Parameterization = "standard",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        for name, v in (
+            ("x_features", x_features),
+            ("cond_features", cond_features),
+            ("embedding_dim", embedding_dim),
+            ("out_features", out_features),
+        ):
+            if int(v) <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {v}")
+        self.x_features, self.cond_features = x_features, cond_features
+        kw = dict(bias=bias, parameterization=parameterization)
+        e = MLP([cond_features, *e_hidden, embedding_dim], activation, **kw)
+        q = MLP([x_features + embedding_dim, *q_hidden, out_features], activation, **kw)
+        self.e = e.bind(generator=generator)
+        self.q = q.bind(generator=generator)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        _check_features(cond, self.cond_features, "cond")
+        _check_features(x, self.x_features, "x")
+        nb = cond.dim() - 1
+        if tuple(x.shape[:nb]) != tuple(cond.shape[:-1]):
+            raise ValueError(
+                f"x: leading dims {tuple(x.shape[:nb])} must equal cond's batch shape "
+                f"{tuple(cond.shape[:-1])}"
+            )
+        emb = self.e(cond)
+        group = x.dim() - cond.dim()
+        emb = emb.reshape(*emb.shape[:-1], *([1] * group), emb.shape[-1])
+        emb = emb.expand(*x.shape[:-1], emb.shape[-1])
+        return self.q(torch.cat([x, emb], dim=-1))
+
+
+def modularity_counts(
+    d_x: int, d_i: int, embedding_dim: int, k: int, width: int = 100, g_hidden: int = 10
+) -> dict[str, int]:
+    """N_g, N_q, N_f, N_e of the modularity paper's synthetic experiment (Sec. 5, no biases).
+
+    g and q: d_in-``g_hidden``-1; f and e: k linear layers of width ``width`` from d_I, with
+    outputs N_g (f) and E (e). With d_x = d_I = 10³, E = 10⁴: N_g = 10⁴+10, N_q = 10⁴+10E+10,
+    N_f = 10⁵+10⁴(k-2)+10²N_g, N_e = 10⁵+10⁴(k-2)+10⁶.
+    """
+    if k < 2:
+        raise ValueError(f"k: expected at least 2 layers, got {k}")
+    n_g = d_x * g_hidden + g_hidden
+    n_q = (d_x + embedding_dim) * g_hidden + g_hidden
+    trunk = d_i * width + width * width * (k - 2)
+    return {
+        "N_g": n_g,
+        "N_q": n_q,
+        "N_f": trunk + width * n_g,
+        "N_e": trunk + width * embedding_dim,
+    }

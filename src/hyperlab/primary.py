@@ -1,0 +1,507 @@
+"""Primary networks g(x; θ) as functional, batched objects.
+
+A primary network is a description of its parameter tensors (:class:`ParamLayout`) plus a forward
+that takes those parameters as an argument. Parameters may carry any number of leading batch
+dimensions ``P``; the input then has shape ``(*P, *G, *in_shape)``: one parameter set per leading
+index, applied to a group ``G`` (possibly empty) of inputs. All parameter sets run in one batched
+call (``bmm`` / grouped convolution / ``torch.func.vmap``), never a Python loop over samples.
+
+Built in: :class:`MLP`, :class:`ConvNet` (conv + pool + dense, the papers' MNIST target) and
+:class:`ModulePrimary`, which turns any ``nn.Module`` into a primary via ``torch.func``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Parameterization = Literal["standard", "ntk"]
+Params = Mapping[str, Tensor]
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "identity")
+LEAKY_SLOPE = 0.01
+
+
+def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE):
+    """The elementwise function for an activation name (one of :data:`ACTIVATIONS`)."""
+    if name == "relu":
+        return F.relu
+    if name == "tanh":
+        return torch.tanh
+    if name == "sigmoid":
+        return torch.sigmoid
+    if name == "leaky_relu":
+        return lambda t: F.leaky_relu(t, negative_slope)
+    if name == "identity":
+        return lambda t: t
+    raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
+
+
+def activation_gain(name: str, negative_slope: float = LEAKY_SLOPE) -> float:
+    """Gain c with E[(c·σ(u))²] ≈ E[u²] (√2 for ReLU: the infinite-width paper's Eq. 2 factor)."""
+    if name == "identity":
+        return 1.0
+    activation_fn(name)  # validates the name
+    arg = negative_slope if name == "leaky_relu" else None
+    return float(nn.init.calculate_gain(name, arg))
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter tensor of a primary: name, shape, fans and whether it is a weight or bias."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: Literal["weight", "bias"]
+    fan_in: int
+    fan_out: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+class ParamLayout:
+    """Ordered parameter specs of a primary; converts between dicts and flat vectors."""
+
+    def __init__(self, specs: Sequence[ParamSpec]):
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"specs: parameter names must be unique, got {names}")
+        self.specs: tuple[ParamSpec, ...] = tuple(specs)
+        self._by_name = {s.name: s for s in self.specs}
+        offsets, total = [], 0
+        for s in self.specs:
+            offsets.append(total)
+            total += s.numel
+        self.offsets: tuple[int, ...] = tuple(offsets)
+        self.numel: int = total
+
+    def __iter__(self) -> Iterator[ParamSpec]:
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, name: str) -> ParamSpec:
+        return self._by_name[name]
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{s.name}{list(s.shape)}" for s in self.specs)
+        return f"ParamLayout({body}; numel={self.numel})"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.specs)
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """Split ``flat`` of shape (*P, numel) into named tensors of shape (*P, *spec.shape)."""
+        if flat.shape[-1:] != (self.numel,):
+            raise ValueError(
+                f"flat: expected last dimension {self.numel} (the layout's parameter count), "
+                f"got shape {tuple(flat.shape)}"
+            )
+        batch = flat.shape[:-1]
+        return {
+            s.name: flat[..., o : o + s.numel].reshape(*batch, *s.shape)
+            for s, o in zip(self.specs, self.offsets, strict=True)
+        }
+
+    def flatten(self, params: Params) -> Tensor:
+        """Concatenate named tensors (*P, *shape) into one (*P, numel) vector, layout order."""
+        batch = self.batch_shape(params)
+        return torch.cat([params[s.name].reshape(*batch, s.numel) for s in self.specs], dim=-1)
+
+    def batch_shape(self, params: Params, argument: str = "params") -> torch.Size:
+        """Validate ``params`` against the layout and return their common leading batch shape."""
+        if not isinstance(params, Mapping):
+            raise TypeError(f"{argument}: expected a mapping name -> tensor, got {type(params)}")
+        missing = [n for n in self.names if n not in params]
+        extra = [n for n in params if n not in self._by_name]
+        if missing or extra:
+            raise ValueError(
+                f"{argument}: names do not match the layout; missing {missing}, unexpected {extra}"
+            )
+        batch: torch.Size | None = None
+        for s in self.specs:
+            t = params[s.name]
+            nd = len(s.shape)
+            if t.dim() < nd or tuple(t.shape[t.dim() - nd :]) != s.shape:
+                want = ", ".join(map(str, s.shape))
+                raise ValueError(
+                    f"{argument}[{s.name!r}]: expected shape (*batch, {want}), got {tuple(t.shape)}"
+                )
+            b = t.shape[: t.dim() - nd]
+            if batch is None:
+                batch = b
+            elif b != batch:
+                raise ValueError(
+                    f"{argument}[{s.name!r}]: batch shape {tuple(b)} differs from "
+                    f"{tuple(batch)} of the other parameters"
+                )
+        return batch if batch is not None else torch.Size()
+
+
+def _fans(shape: Sequence[int]) -> tuple[int, int]:
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def check_finite(x: Tensor, argument: str) -> None:
+    """Raise a ValueError naming ``argument`` if ``x`` holds NaN/inf (skipped under torch.func)."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return  # inside vmap/grad the check would be data-dependent control flow
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{argument}: contains NaN or infinite values")
+
+
+class Primary(nn.Module):
+    """Base class: a functional network ``g(x; θ)`` with a :class:`ParamLayout`.
+
+    Subclasses set ``layout``, ``in_shape`` and ``out_shape`` and implement
+    ``_forward_single(x, params)`` (params unbatched, x of shape (n, *in_shape)) and
+    ``_forward_batched(x, params)`` (params with one batch dim b, x of shape (b, n, *in_shape)).
+    """
+
+    layout: ParamLayout
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    parameterization: Parameterization = "standard"
+    validate_inputs: bool = True
+
+    def forward(self, x: Tensor, params: Params) -> Tensor:
+        """Apply g to ``x`` of shape (*P, *G, *in_shape) with ``params`` of batch shape P."""
+        batch = self.layout.batch_shape(params)
+        if not torch.is_tensor(x):
+            raise TypeError(f"x: expected a tensor, got {type(x)}")
+        nin, nb = len(self.in_shape), len(batch)
+        if x.dim() < nb + nin or tuple(x.shape[x.dim() - nin :]) != self.in_shape:
+            raise ValueError(
+                f"x: expected shape (*batch, *group, {', '.join(map(str, self.in_shape))}) "
+                f"with batch {tuple(batch)} from params, got {tuple(x.shape)}"
+            )
+        if tuple(x.shape[:nb]) != tuple(batch):
+            raise ValueError(
+                f"x: leading dims {tuple(x.shape[:nb])} must equal the params batch shape "
+                f"{tuple(batch)} (one parameter set per leading index)"
+            )
+        if self.validate_inputs:
+            check_finite(x, "x")
+        group = x.shape[nb : x.dim() - nin]
+        n = math.prod(group)
+        if nb == 0:
+            out = self._forward_single(x.reshape(n, *self.in_shape), params)
+            return out.reshape(*group, *self.out_shape)
+        b = math.prod(batch)
+        flat = {k: v.reshape(b, *self.layout[k].shape) for k, v in params.items()}
+        out = self._forward_batched(x.reshape(b, n, *self.in_shape), flat)
+        return out.reshape(*batch, *group, *self.out_shape)
+
+    def _forward_single(self, x: Tensor, params: Params) -> Tensor:
+        return self._forward_batched(
+            x.unsqueeze(0), {k: v.unsqueeze(0) for k, v in params.items()}
+        ).squeeze(0)
+
+    def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
+        raise NotImplementedError
+
+    def init_params(
+        self,
+        batch_shape: Sequence[int] = (),
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> dict[str, Tensor]:
+        """Fresh parameters with leading ``batch_shape`` (:func:`hyperlab.init.init_params`)."""
+        from hyperlab.init import init_params
+
+        return init_params(
+            self.layout,
+            batch_shape,
+            parameterization=self.parameterization,
+            generator=generator,
+            device=device,
+            dtype=dtype,
+        )
+
+    def target_variance(self, spec: ParamSpec) -> float:
+        """Variance a generated weight should have at init (hyperfan-in target).
+
+        Standard parameterization: He-style gain²/fan_in; NTK parameterization: 1, since the forward
+        already scales by 1/√fan_in (infinite-width paper, Eq. 3).
+        """
+        if self.parameterization == "ntk":
+            return 1.0
+        return getattr(self, "gain", 1.0) ** 2 / spec.fan_in
+
+    def bind(self, params: Params | None = None, *, generator: torch.Generator | None = None):
+        """An ``nn.Module`` that owns one parameter set of this primary (trainable as usual)."""
+        return BoundPrimary(self, params, generator=generator)
+
+
+class BoundPrimary(nn.Module):
+    """A primary with its own ``nn.Parameter``s; ``named_parameters()`` uses the layout names."""
+
+    def __init__(
+        self,
+        primary: Primary,
+        params: Params | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.primary = primary
+        if params is None:
+            params = primary.init_params(generator=generator)
+        if primary.layout.batch_shape(params) != torch.Size():
+            raise ValueError("params: a bound primary takes one unbatched parameter set")
+        self._names = primary.layout.names
+        for name in self._names:
+            *path, leaf = name.split(".")
+            mod: nn.Module = self
+            for part in path:
+                if not hasattr(mod, part):
+                    mod.add_module(part, nn.Module())
+                mod = getattr(mod, part)
+            mod.register_parameter(leaf, nn.Parameter(params[name].detach().clone()))
+
+    def params(self) -> dict[str, Tensor]:
+        """The parameter dict in layout order (tensors are the live ``nn.Parameter``s)."""
+        own = dict(self.named_parameters())
+        return {n: own[n] for n in self._names}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.primary(x, self.params())
+
+
+class MLP(Primary):
+    """Fully connected primary: sizes [d_in, h_1, …, d_out], activation between layers.
+
+    ``parameterization='ntk'`` follows the infinite-width paper's Eq. 2-3: each layer computes
+    √(1/fan_in)·W a + b and each activation is multiplied by its gain (√2 for ReLU).
+    ``activate_output=True`` applies the activation after the last layer too (for trunks).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        *,
+        bias: bool = True,
+        parameterization: Parameterization = "standard",
+        activate_output: bool = False,
+        negative_slope: float = LEAKY_SLOPE,
+    ):
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or any(s <= 0 for s in sizes):
+            raise ValueError(
+                f"sizes: expected at least two positive ints [d_in, ..., d_out], got {sizes}"
+            )
+        if parameterization not in ("standard", "ntk"):
+            raise ValueError(
+                f"parameterization: expected 'standard' or 'ntk', got {parameterization!r}"
+            )
+        self.sizes = sizes
+        self.activation = activation
+        self.act = activation_fn(activation, negative_slope)
+        self.gain = activation_gain(activation, negative_slope)
+        self.bias = bias
+        self.parameterization = parameterization
+        self.activate_output = activate_output
+        specs = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            specs.append(ParamSpec(f"fc{i}.weight", (b, a), "weight", a, b))
+            if bias:
+                specs.append(ParamSpec(f"fc{i}.bias", (b,), "bias", a, b))
+        self.layout = ParamLayout(specs)
+        self.in_shape = (sizes[0],)
+        self.out_shape = (sizes[-1],)
+
+    @property
+    def depth(self) -> int:
+        """Number of linear layers."""
+        return len(self.sizes) - 1
+
+    def _post(self, h: Tensor, i: int) -> Tensor:
+        if i < self.depth - 1 or self.activate_output:
+            h = self.act(h)
+            if self.parameterization == "ntk":
+                h = h * self.gain
+        return h
+
+    def _forward_single(self, x: Tensor, params: Params) -> Tensor:
+        h = x
+        for i in range(self.depth):
+            w = params[f"fc{i}.weight"]
+            if self.parameterization == "ntk":
+                h = F.linear(h, w) * (1.0 / math.sqrt(self.sizes[i]))
+                if self.bias:
+                    h = h + params[f"fc{i}.bias"]
+            else:
+                h = F.linear(h, w, params.get(f"fc{i}.bias"))
+            h = self._post(h, i)
+        return h
+
+    def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
+        h = x  # (b, n, d)
+        for i in range(self.depth):
+            w = params[f"fc{i}.weight"].transpose(1, 2)  # (b, in, out)
+            scale = 1.0 / math.sqrt(self.sizes[i]) if self.parameterization == "ntk" else 1.0
+            if self.bias:
+                h = torch.baddbmm(params[f"fc{i}.bias"].unsqueeze(1), h, w, alpha=scale)
+            else:
+                h = torch.bmm(h, w) if scale == 1.0 else torch.bmm(h, w) * scale
+            h = self._post(h, i)
+        return h
+
+
+class ConvNet(Primary):
+    """Conv + max-pool blocks then dense layers (the papers' MNIST targets).
+
+    Each block is conv (``kernel_size``, 'same' padding, stride 1) → activation → max-pool
+    (``pool``, ceil mode, like TensorFlow's SAME pooling). Batched parameters run as one grouped
+    convolution. Default sizes: the generating-networks paper's target (App. A.6), 20,018 weights.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int] = (1, 28, 28),
+        channels: Sequence[int] = (32, 16),
+        hidden: Sequence[int] = (8,),
+        out_features: int = 10,
+        *,
+        kernel_size: int = 5,
+        pool: int = 2,
+        activation: str = "relu",
+        bias: bool = True,
+        negative_slope: float = LEAKY_SLOPE,
+    ):
+        super().__init__()
+        if len(in_shape) != 3 or any(int(s) <= 0 for s in in_shape):
+            raise ValueError(f"in_shape: expected (channels, height, width), got {tuple(in_shape)}")
+        if kernel_size % 2 != 1:
+            raise ValueError(
+                f"kernel_size: expected an odd int for 'same' padding, got {kernel_size}"
+            )
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.channels = [int(c) for c in channels]
+        self.kernel_size, self.pool, self.bias = kernel_size, pool, bias
+        self.activation = activation
+        self.act = activation_fn(activation, negative_slope)
+        self.gain = activation_gain(activation, negative_slope)
+        specs: list[ParamSpec] = []
+        c, h, w = self.in_shape
+        k2 = kernel_size * kernel_size
+        for i, o in enumerate(self.channels):
+            specs.append(
+                ParamSpec(
+                    f"conv{i}.weight", (o, c, kernel_size, kernel_size), "weight", c * k2, o * k2
+                )
+            )
+            if bias:
+                specs.append(ParamSpec(f"conv{i}.bias", (o,), "bias", c * k2, o * k2))
+            c = o
+            h, w = -(-h // pool), -(-w // pool)
+        self.feature_shape = (c, h, w)
+        self.dense_sizes = [c * h * w, *[int(s) for s in hidden], int(out_features)]
+        for i, (a, b) in enumerate(zip(self.dense_sizes[:-1], self.dense_sizes[1:], strict=True)):
+            specs.append(ParamSpec(f"fc{i}.weight", (b, a), "weight", a, b))
+            if bias:
+                specs.append(ParamSpec(f"fc{i}.bias", (b,), "bias", a, b))
+        self.layout = ParamLayout(specs)
+        self.out_shape = (int(out_features),)
+
+    def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
+        b, n = x.shape[:2]
+        # (b, n, C, H, W) -> (n, b*C, H, W): each parameter set is one group of a grouped conv.
+        h = x.transpose(0, 1).reshape(n, b * self.in_shape[0], *self.in_shape[1:])
+        for i in range(len(self.channels)):
+            w = params[f"conv{i}.weight"]
+            bias = params[f"conv{i}.bias"].reshape(-1) if self.bias else None
+            h = F.conv2d(
+                h, w.reshape(-1, *w.shape[2:]), bias, padding=self.kernel_size // 2, groups=b
+            )
+            h = F.max_pool2d(self.act(h), self.pool, ceil_mode=True)
+        h = h.reshape(n, b, -1).transpose(0, 1)  # (b, n, C*H*W), channel-major like torch flatten
+        last = len(self.dense_sizes) - 2
+        for i in range(last + 1):
+            w = params[f"fc{i}.weight"].transpose(1, 2)
+            h = (
+                torch.baddbmm(params[f"fc{i}.bias"].unsqueeze(1), h, w)
+                if self.bias
+                else torch.bmm(h, w)
+            )
+            if i < last:
+                h = self.act(h)
+        return h
+
+
+class ModulePrimary(Primary):
+    """Any ``nn.Module`` as a primary, via ``torch.func.functional_call`` + ``vmap``.
+
+    Parameter names are exactly ``module.named_parameters()``. The module's own parameters are
+    not registered here (only generated ones are used), so wrapping does not add trainables.
+    Buffers (if any) are shared by all parameter sets.
+    """
+
+    def __init__(self, module: nn.Module, in_shape: Sequence[int]):
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module: expected an nn.Module, got {type(module)}")
+        self._module = [module]  # a list hides it from nn.Module registration
+        self.in_shape = tuple(int(s) for s in in_shape)
+        named = list(module.named_parameters())
+        if not named:
+            raise ValueError("module: has no parameters to generate")
+        specs = []
+        weight_fans: dict[str, tuple[int, int]] = {}
+        for name, p in named:
+            shape = tuple(p.shape)
+            prefix = name.rsplit(".", 1)[0] if "." in name else ""
+            if len(shape) >= 2:
+                fan_in, fan_out = _fans(shape)
+                weight_fans[prefix] = (fan_in, fan_out)
+                specs.append(ParamSpec(name, shape, "weight", fan_in, fan_out))
+            else:
+                fan_in, fan_out = weight_fans.get(prefix, (1, max(1, p.numel())))
+                specs.append(ParamSpec(name, shape, "bias", fan_in, fan_out))
+        self.layout = ParamLayout(specs)
+        with torch.no_grad():
+            probe = module(torch.zeros(1, *self.in_shape))
+        self.out_shape = tuple(probe.shape[1:])
+
+    @property
+    def module(self) -> nn.Module:
+        return self._module[0]
+
+    def module_params(self) -> dict[str, Tensor]:
+        """The wrapped module's current parameters, detached (a valid unbatched θ)."""
+        return {n: p.detach().clone() for n, p in self.module.named_parameters()}
+
+    def _buffers_on(self, device: torch.device) -> dict[str, Tensor]:
+        return {n: b.to(device) for n, b in self.module.named_buffers()}
+
+    def _forward_single(self, x: Tensor, params: Params) -> Tensor:
+        state = {**self._buffers_on(x.device), **params}
+        return torch.func.functional_call(self.module, state, (x,))
+
+    def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
+        buffers = self._buffers_on(x.device)
+
+        def one(p: Params, xb: Tensor) -> Tensor:
+            return torch.func.functional_call(self.module, {**buffers, **p}, (xb,))
+
+        return torch.func.vmap(one)(dict(params), x)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalars in a module: N_f, N_e, N_q of the modularity paper."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,154 @@
+"""Hypernetworks, the embedding method and parameter counts (modularity paper, Sec. 5)."""
+
+import pytest
+import torch
+
+from hyperlab.hypernet import EmbeddingModel, HyperModel, HyperNetwork, modularity_counts
+from hyperlab.primary import MLP, ConvNet, ModulePrimary, count_parameters
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 9])
+def test_counts_equal_paper_formulas(k):
+    """Sec. 5 (Fig. 1a sizes): built modules have exactly the paper's N_f, N_g, N_e, N_q."""
+    d_x = d_i = 1000
+    E = 10**4
+    paper = {
+        "N_g": 10**4 + 10,
+        "N_q": 10**4 + 10 * E + 10,
+        "N_f": 10**5 + 10**4 * (k - 2) + 10**2 * (10**4 + 10),
+        "N_e": 10**5 + 10**4 * (k - 2) + 10**6,
+    }
+    assert modularity_counts(d_x, d_i, E, k) == paper
+    g = MLP([d_x, 10, 1], bias=False)
+    f = HyperNetwork(g, d_i, [100] * (k - 1), bias=False)
+    emb = EmbeddingModel(d_x, d_i, E, [100] * (k - 1), [10], 1, bias=False)
+    assert g.layout.numel == paper["N_g"]
+    assert count_parameters(f) == paper["N_f"]
+    assert count_parameters(emb.e) == paper["N_e"]
+    assert count_parameters(emb.q) == paper["N_q"]
+
+
+def test_hyperfan_in_gives_he_scale_generated_weights():
+    torch.manual_seed(0)
+    g = MLP([300, 50, 50, 12])
+    f = HyperNetwork(g, 64, [128, 128])
+    theta = f(torch.randn(512, 64))
+    for spec in g.layout:
+        t = theta[spec.name]
+        if spec.role == "weight":
+            var = t.pow(2).mean().item()
+            assert 0.7 < var * spec.fan_in / 2.0 < 1.4, (spec.name, var * spec.fan_in)
+        else:
+            assert t.abs().max().item() == 0.0
+
+
+def test_standard_init_ignores_the_primarys_fan_in():
+    """Why hyperfan: with nn.Linear's default head init every generated layer gets the same
+    variance, so layers with fan-in 1000 and 10 end up 100x apart relative to their targets."""
+    torch.manual_seed(0)
+    g = MLP([1000, 10, 10])
+    ratios = {}
+    for init in ("standard", "hyperfan"):
+        theta = HyperNetwork(g, 64, [128], init=init)(torch.randn(256, 64))
+        ratios[init] = [
+            theta[n].pow(2).mean().item() * g.layout[n].fan_in / 2.0
+            for n in ("fc0.weight", "fc1.weight")
+        ]
+    assert ratios["standard"][0] / ratios["standard"][1] > 30
+    assert all(0.7 < r < 1.4 for r in ratios["hyperfan"])
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_first_layer_equals_materialised(parameterization, bias):
+    torch.manual_seed(0)
+    g = MLP([20, 8, 8, 3], bias=bias, parameterization=parameterization)
+    h = HyperModel(g, 6, [16, 16], bias=bias, parameterization=parameterization)
+    x, c = torch.randn(5, 7, 20), torch.randn(5, 7, 6)
+    fused = h(x, c)
+    h.fused = False
+    torch.testing.assert_close(fused, h(x, c), rtol=1e-5, atol=1e-5)
+    loss = fused.square().sum()
+    params = [p for p in h.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params)
+    h.fused = True
+    loss2 = h(x, c).square().sum()
+    for a, b in zip(grads, torch.autograd.grad(loss2, params), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_groups_and_dedupe_share_one_weight_set_per_condition():
+    torch.manual_seed(0)
+    g = MLP([4, 8, 2])
+    h = HyperModel(g, 3, [16])
+    conds = torch.randn(3, 3)
+    x = torch.randn(3, 10, 4)
+    grouped = h(x, conds)  # (3, 10, 2): 10 inputs per condition
+    per_sample = h(x.reshape(30, 4), conds.repeat_interleave(10, 0)).reshape(3, 10, 2)
+    torch.testing.assert_close(grouped, per_sample, rtol=1e-5, atol=1e-6)
+    dedup = h(x.reshape(30, 4), conds.repeat_interleave(10, 0), dedupe=True).reshape(3, 10, 2)
+    torch.testing.assert_close(dedup, grouped, rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_head_generates_full_layout_with_few_parameters():
+    torch.manual_seed(0)
+    g = ConvNet()
+    f = HyperNetwork(g, 32, [64], head="chunked", chunk_size=500, chunk_hidden=32)
+    theta = f(torch.randn(4, 32))
+    assert {k: tuple(v.shape[1:]) for k, v in theta.items()} == {s.name: s.shape for s in g.layout}
+    assert count_parameters(f.head) < g.layout.numel
+    w = theta["conv1.weight"]
+    ratio = w.pow(2).mean().item() * g.layout["conv1.weight"].fan_in / 2.0
+    assert 0.3 < ratio < 3.0
+    out = HyperModel(g, 32, [64], head="chunked", chunk_size=500)(
+        torch.randn(4, 1, 28, 28), torch.randn(4, 32)
+    )
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+def test_hypermodel_with_module_primary_trains():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    h = HyperModel(ModulePrimary(net, (2,)), 1, [32])
+    cond = torch.rand(256, 1) * 4 - 2
+    x = torch.randn(256, 2)
+    y = (x[:, :1] * cond).sin()
+    opt = torch.optim.Adam(h.parameters(), lr=3e-3)
+    first = None
+    for _ in range(200):
+        opt.zero_grad()
+        loss = (h(x, cond) - y).square().mean()
+        first = first if first is not None else loss.item()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_embedding_model_broadcasts_groups():
+    torch.manual_seed(0)
+    m = EmbeddingModel(4, 3, 5, [8], [6], 2)
+    c, x = torch.randn(2, 3), torch.randn(2, 7, 4)
+    out = m(x, c)
+    ref = m(x.reshape(14, 4), c.repeat_interleave(7, 0)).reshape(2, 7, 2)
+    torch.testing.assert_close(out, ref)
+
+
+def test_model_bad_inputs():
+    h = HyperModel(MLP([4, 3, 1]), 2, [5])
+    with pytest.raises(ValueError, match=r"cond: expected shape \(\.\.\., 2\)"):
+        h(torch.randn(3, 4), torch.randn(3, 5))
+    with pytest.raises(ValueError, match="x: leading dims"):
+        h(torch.randn(4, 4), torch.randn(3, 2))
+    with pytest.raises(ValueError, match="x: expected shape"):
+        h(torch.randn(3, 5), torch.randn(3, 2))
+    nan = torch.randn(3, 2)
+    nan[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="cond: contains NaN"):
+        h(torch.randn(3, 4), nan)
+    with pytest.raises(ValueError, match="head"):
+        HyperNetwork(MLP([4, 1]), 2, [5], head="sparse")
+    with pytest.raises(TypeError, match="target"):
+        HyperNetwork(torch.nn.Linear(2, 2), 2)
+    m = EmbeddingModel(4, 2, 3)
+    with pytest.raises(ValueError, match="x: expected shape"):
+        m(torch.randn(3, 5), torch.randn(3, 2))
