@@ -1,0 +1,90 @@
+"""Command line: ``hyperlab list | run NAME | report DIR...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hyperlab.experiments.base import (
+    PRESETS,
+    UnknownExperimentError,
+    discover,
+    format_comparison,
+    get_experiment,
+    parse_overrides,
+    run_experiment,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hyperlab",
+        description="Hypernetworks on PyTorch: reproduce the papers' figures and tables.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list experiments and the figure or table each reproduces")
+    r = sub.add_parser("run", help="run one experiment; writes DIR/results.json and figures")
+    r.add_argument("name", help="experiment name (see `hyperlab list`)")
+    r.add_argument("--quick", action="store_true", help="scaled-down sizes (minutes on a CPU)")
+    r.add_argument(
+        "--preset", choices=PRESETS, help="config preset (default full; --quick = quick)"
+    )
+    r.add_argument("--out", default=None, help="output directory (default runs/NAME[-quick])")
+    r.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    r.add_argument("--data-dir", default=None, help="dataset folder (default $HYPERLAB_DATA)")
+    r.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
+    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def _list() -> int:
+    exps = discover()
+    width = max(len(n) for n in exps)
+    for name in sorted(exps):
+        e = exps[name]
+        print(f"{name.ljust(width)}  {e.reproduces:<12} {e.summary}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.quick and args.preset not in (None, "quick"):
+        raise ValueError(f"--quick conflicts with --preset {args.preset}")
+    preset = "quick" if args.quick else (args.preset or "full")
+    exp = get_experiment(args.name)
+    overrides = parse_overrides(args.set, exp.configs[preset])
+    out = args.out or f"runs/{args.name}" + ("" if preset == "full" else f"-{preset}")
+    record = run_experiment(
+        args.name,
+        preset=preset,
+        out_dir=out,
+        seed=args.seed,
+        device=args.device,
+        data_dir=args.data_dir,
+        overrides=overrides,
+        progress=not args.no_progress,
+    )
+    print(format_comparison(record))
+    print(f"\nresults: {out}/results.json; figures: {', '.join(record['figures'])}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hyperlab`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        if args.command == "run":
+            return _run(args)
+    except (UnknownExperimentError, ValueError, FileNotFoundError, OSError) as e:
+        print(f"hyperlab: error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

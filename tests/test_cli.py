@@ -1,0 +1,67 @@
+"""The command line, end to end on a tiny config."""
+
+import json
+
+import pytest
+
+from hyperlab.cli import main
+
+
+def test_list_names_each_experiment_with_its_figure(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "modularity-synthetic-depth" in out and "Fig. 1a" in out
+
+
+def test_run_tiny_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            "modularity-synthetic-depth",
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--no-progress",
+            "--set",
+            "epochs=1",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "paper" in printed and "hyperlab (this run)" in printed
+    record = json.loads((out / "results.json").read_text())
+    assert record["experiment"] == "modularity-synthetic-depth"
+    assert record["config"]["epochs"] == 1 and record["seed"] == 3
+    assert record["paper_reference"]["claims"]
+    for fig in record["figures"]:
+        assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
+        (
+            ["run", "modularity-synthetic-depth", "--preset", "tiny", "--set", "nope=1"],
+            "--set nope",
+        ),
+        (["run", "modularity-synthetic-depth", "--preset", "tiny", "--set", "epochs"], "key=value"),
+        (["run", "modularity-synthetic-depth", "--preset", "tiny", "--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_out_dir_is_named(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["run", "modularity-synthetic-depth", "--preset", "tiny", "--out", str(blocker / "o")]
+    assert main(argv) == 2
+    assert "--out" in capsys.readouterr().err
