@@ -38,6 +38,21 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    r.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset of an image experiment: mnist, fashion-mnist or cifar10 "
+        "(same as --set dataset=NAME)",
+    )
+    r.add_argument(
+        "--tune",
+        action="store_true",
+        help="give each model its own learning-rate search on a validation split before the "
+        "final runs (same as --set tune=true)",
+    )
+    rep = sub.add_parser("report", help="gather run folders into one Markdown page")
+    rep.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (or parents of them)")
+    rep.add_argument("--out", default=None, help="write the page here (default: print it)")
     return p
 
 
@@ -56,6 +71,12 @@ def _run(args: argparse.Namespace) -> int:
     preset = "quick" if args.quick else (args.preset or "full")
     exp = get_experiment(args.name)
     overrides = parse_overrides(args.set, exp.configs[preset])
+    for flag, key, value in (("--dataset", "dataset", args.dataset), ("--tune", "tune", args.tune)):
+        if value in (None, False):
+            continue
+        if key not in exp.configs[preset]:
+            raise ValueError(f"{flag}: {args.name} has no {key!r} setting")
+        overrides[key] = value
     out = args.out or f"runs/{args.name}" + ("" if preset == "full" else f"-{preset}")
     record = run_experiment(
         args.name,
@@ -72,6 +93,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from hyperlab.report import write_report
+
+    text, out = write_report(args.dirs, args.out)
+    if out is None:
+        print(text, end="")
+    else:
+        print(f"report: {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hyperlab`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -80,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list()
         if args.command == "run":
             return _run(args)
+        if args.command == "report":
+            return _report(args)
     except (UnknownExperimentError, ValueError, FileNotFoundError, OSError) as e:
         print(f"hyperlab: error: {e}", file=sys.stderr)
         return 2

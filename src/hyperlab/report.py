@@ -1,0 +1,155 @@
+"""``hyperlab report DIR...``: gather finished runs into one Markdown page.
+
+Each DIR is a run folder holding ``results.json`` (as written by
+:func:`hyperlab.experiments.run_experiment`) or a folder searched recursively for them. The
+page opens with one table, a row per (run, claim): the paper's figure, the claim, our numbers
+behind it and whether it held; then a section per run with its comparison rows, notes and
+figures (linked relative to the page). Every number on the page is read from the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hyperlab.experiments.base import RESULTS_NAME
+from hyperlab.io import atomic_write_text
+
+__all__ = ["ReportError", "find_results", "load_records", "render_report", "write_report"]
+
+
+class ReportError(ValueError):
+    """A report input is missing or is not a hyperlab results file."""
+
+
+def find_results(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """``results.json`` files: a file itself, ``DIR/results.json``, or any below ``DIR``."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_file():
+            hits = [p]
+        elif (p / RESULTS_NAME).is_file():
+            hits = [p / RESULTS_NAME]
+        elif p.is_dir():
+            hits = sorted(p.rglob(RESULTS_NAME))
+            if not hits:
+                raise ReportError(f"{p}: no {RESULTS_NAME} in this folder or below it")
+        else:
+            raise ReportError(f"{p}: no such file or folder")
+        found += [h for h in hits if h.resolve() not in {f.resolve() for f in found}]
+    if not found:
+        raise ReportError("no results given: pass run folders holding results.json")
+    return found
+
+
+def load_records(files: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Read and check each results file; a bad one is a :class:`ReportError` naming it."""
+    out = []
+    for f in files:
+        try:
+            record = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ReportError(f"{f}: not a readable JSON results file ({e})") from e
+        missing = [k for k in ("experiment", "claims", "metrics") if k not in record]
+        if not isinstance(record, dict) or missing:
+            raise ReportError(f"{f}: not a hyperlab results file (missing {missing})")
+        out.append((f, record))
+    return out
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _run_label(record: Mapping[str, Any]) -> str:
+    cfg = record.get("config", {})
+    extra = [f"{k}={cfg[k]}" for k in ("dataset",) if k in cfg]
+    if cfg.get("tune"):
+        extra.append("tuned lr")
+    tail = f", {', '.join(extra)}" if extra else ""
+    return f"{record['experiment']} ({record.get('preset', '?')}{tail})"
+
+
+def _evidence(record: Mapping[str, Any], claim: str) -> str:
+    ev = record.get("metrics", {}).get("claim_evidence", {})
+    if claim in ev:
+        return str(ev[claim])
+    rows = record.get("comparison", [])
+    return "; ".join(f"{r[0]}: {r[2]}" for r in rows[:3]) if rows else "(see run)"
+
+
+def render_report(
+    records: Sequence[tuple[Path, Mapping[str, Any]]], page_dir: str | os.PathLike[str]
+) -> str:
+    """The Markdown page; figure links are relative to ``page_dir``."""
+    page_dir = Path(page_dir)
+    lines = ["# hyperlab report", ""]
+    papers = sorted({str(r.get("paper", "")) for _, r in records if r.get("paper")})
+    if papers:
+        lines += ["Paper(s): " + "; ".join(papers), ""]
+    held = sum(bool(v) for _, r in records for v in r["claims"].values())
+    total = sum(len(r["claims"]) for _, r in records)
+    lines += [f"{len(records)} run(s); {held} of {total} checked claims held.", ""]
+    summary = []
+    for _, r in records:
+        for claim, ok in r["claims"].items():
+            summary.append(
+                (
+                    _run_label(r),
+                    r.get("reproduces", ""),
+                    claim,
+                    _evidence(r, claim),
+                    "yes" if ok else "**no**",
+                )
+            )
+        if not r["claims"]:
+            summary.append((_run_label(r), r.get("reproduces", ""), "(none)", "", ""))
+    lines += _table(["run", "paper figure", "claim", "our numbers", "held"], summary)
+    for path, r in records:
+        lines += ["", f"## {_run_label(r)}", ""]
+        lines.append(f"{r.get('summary', '')}".strip())
+        lines.append("")
+        info = [
+            f"reproduces {r.get('reproduces', '?')}",
+            f"seed {r.get('seed', '?')}",
+            f"device {r.get('device', '?')}",
+        ]
+        if "wall_seconds" in r:
+            info.append(f"{r['wall_seconds']} s wall")
+        lines += [f"Results: `{path}`; " + ", ".join(info) + ".", ""]
+        ref = r.get("paper_reference", {})
+        if ref.get("claims"):
+            lines += ["Paper's claims:", ""] + [f"- {c}" for c in ref["claims"]] + [""]
+        if r.get("comparison"):
+            lines += _table(["quantity", "paper", "hyperlab (this run)"], r["comparison"])
+            lines.append("")
+        for note in r.get("notes", []):
+            lines.append(f"- note: {note}")
+        for fig in r.get("figures", []):
+            target = path.parent / fig
+            rel = os.path.relpath(target, page_dir)
+            lines += ["", f"![{fig}]({Path(rel).as_posix()})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None
+) -> tuple[str, Path | None]:
+    """Gather ``paths`` and write the page to ``out`` (atomic); return (text, out path)."""
+    records = load_records(find_results(paths))
+    out_path = Path(out).expanduser() if out is not None else None
+    page_dir = out_path.parent if out_path is not None else Path.cwd()
+    text = render_report(records, page_dir)
+    if out_path is not None:
+        atomic_write_text(out_path, text)
+    return text, out_path
