@@ -1,0 +1,32 @@
+"""Kernels of wide networks and hypernetworks (infinite-width paper).
+
+- :mod:`~hyperlab.kernels.analytic`: NNGP/NTK of (leaky-)ReLU MLPs and of hypernetworks
+  (Thm 2 NNGP, Thm 3 hyperkernel), tiled float64.
+- :mod:`~hyperlab.kernels.features`: random Fourier features (Remarks 2-3).
+- :mod:`~hyperlab.kernels.empirical`: finite-width kernels via ``torch.func`` (Jacobian and
+  NTK-vector products, the factorised hyperkernel of Eq. 12, Taylor terms of Eq. 5).
+"""
+
+from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, input_kernel
+from hyperlab.kernels.empirical import (
+    empirical_ntk,
+    hyper_ntk,
+    module_ntk,
+    taylor_terms,
+    trainable_params,
+)
+from hyperlab.kernels.features import FourierFeatures, rbf_kernel
+
+__all__ = [
+    "ArcCosine",
+    "FourierFeatures",
+    "HyperKernel",
+    "MLPKernel",
+    "empirical_ntk",
+    "hyper_ntk",
+    "input_kernel",
+    "module_ntk",
+    "rbf_kernel",
+    "taylor_terms",
+    "trainable_params",
+]

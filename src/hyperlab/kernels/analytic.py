@@ -1,0 +1,488 @@
+"""Analytic infinite-width kernels in NTK parameterization (infinite-width paper, Eq. 2-3).
+
+All kernels are computed in float64 and in tiles: the (N, M) output is preallocated and filled
+block by block, so the working set is O(block² · depth) besides the output itself.
+
+Conventions (paper notation): a network with ``depth`` linear layers has ``depth - 1`` hidden
+activation layers, no biases unless asked, weights N(0, 1), the forward scaled by 1/√fan_in and
+every activation multiplied by its gain (√2 for ReLU; √(2/(1+α²)) for leaky-ReLU with slope α,
+the gain of :class:`hyperlab.primary.MLP`). For a hypernetwork h(u) = g(z; f(x)) the input is
+u = (x, z): x is f's input (``cond`` of :class:`hyperlab.hypernet.HyperModel`), z is g's input
+(``x`` of ``HyperModel``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from hyperlab.primary import LEAKY_SLOPE, MLP, activation_gain
+
+__all__ = [
+    "ArcCosine",
+    "MLPKernel",
+    "HyperKernel",
+    "input_kernel",
+    "KERNEL_NAMES",
+]
+
+KERNEL_NAMES = ("nngp", "ntk")
+SUPPORTED_ACTIVATIONS = ("relu", "leaky_relu")
+InputKernel = Literal["linear", "rbf"]
+Variant = Literal["s_weighted", "released"]
+Get = str | Sequence[str]
+DEFAULT_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class ArcCosine:
+    """The layer map of a (leaky-)ReLU layer with gain c, slope α (Cho & Saul arc-cosine kernels).
+
+    For (u, v) ~ N(0, [[a, k], [k, b]]), q = √(ab), ρ = k/q, θ = arccos ρ:
+
+    - E[φ(u)φ(v)] · c² = c² (α k + (1-α)² q κ₁(ρ) / 2),  κ₁(ρ) = (√(1-ρ²) + (π-θ) ρ)/π
+    - E[φ'(u)φ'(v)] · c² = c² (α + (1-α)² κ₀(ρ) / 2),     κ₀(ρ) = (π-θ)/π
+
+    using leaky(u) = α u + (1-α) relu(u) and E[u relu(v)] = k/2. With α = 0, c² = 2 these are
+    the √2-normalised ReLU maps q·κ₁(ρ) and κ₀(ρ) (notes, M.1).
+    """
+
+    slope: float = 0.0
+    gain: float = math.sqrt(2.0)
+
+    @classmethod
+    def for_activation(
+        cls, activation: str, negative_slope: float = LEAKY_SLOPE, gain: float | None = None
+    ) -> ArcCosine:
+        if activation not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(
+                f"activation: analytic kernels support {SUPPORTED_ACTIVATIONS}, got {activation!r}"
+            )
+        slope = 0.0 if activation == "relu" else float(negative_slope)
+        if gain is None:
+            gain = activation_gain(activation, negative_slope)
+        return cls(slope, float(gain))
+
+    @property
+    def diag_factor(self) -> float:
+        """Ratio of output to input variance: c² (α + (1-α)²/2) (1 for the library's gains)."""
+        a = self.slope
+        return self.gain**2 * (a + (1 - a) ** 2 / 2)
+
+    def __call__(self, cov: Tensor, q: Tensor, need_dot: bool = True) -> tuple[Tensor, Tensor]:
+        """(covariance after the layer, derivative covariance) for pre-activation ``cov``."""
+        a, c2 = self.slope, self.gain**2
+        rho = (cov / q.clamp_min(1e-300)).clamp_(-1.0, 1.0)
+        theta = torch.arccos(rho)
+        pi_minus = math.pi - theta
+        k0 = pi_minus / math.pi
+        k1 = (torch.sqrt((1.0 - rho * rho).clamp_min_(0.0)) + pi_minus * rho) / math.pi
+        out = q * k1 * (c2 * (1 - a) ** 2 / 2)
+        if a != 0.0:
+            out = out + (c2 * a) * cov
+        dot = k0 * (c2 * (1 - a) ** 2 / 2) + c2 * a if need_dot else k0
+        return out, dot
+
+
+def input_kernel(
+    x1: Tensor, x2: Tensor, kind: InputKernel = "linear", lengthscale: float = 1.0
+) -> Tensor:
+    """Input covariance: ``'linear'`` x·x'/d (Thm 2's Σ⁰, S⁰), or ``'rbf'``
+    exp(-‖x - x'‖²/(2ℓ²)), the limit of infinitely many Fourier features (Remarks 2-3)."""
+    if kind == "linear":
+        return (x1 @ x2.T) / x1.shape[-1]
+    if kind == "rbf":
+        if x1.shape[-1] <= 8:  # exact differences: d² = 0 exactly for equal rows
+            d2 = (x1[:, None, :] - x2[None, :, :]).pow(2).sum(-1)
+        else:
+            d2 = (x1 * x1).sum(-1)[:, None] + (x2 * x2).sum(-1)[None, :] - 2.0 * (x1 @ x2.T)
+        return torch.exp(-d2.clamp_min_(0.0) / (2.0 * lengthscale**2))
+    raise ValueError(f"input_kernel: expected 'linear' or 'rbf', got {kind!r}")
+
+
+def _input_diag(x: Tensor, kind: InputKernel) -> Tensor:
+    if kind == "linear":
+        return (x * x).sum(-1) / x.shape[-1]
+    return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+
+
+def _as_input(t: object, features: int, argument: str) -> Tensor:
+    if not torch.is_tensor(t):
+        try:
+            t = torch.as_tensor(t)
+        except Exception as err:  # noqa: BLE001
+            raise TypeError(f"{argument}: expected a tensor, got {type(t)}") from err
+    t = t.to(torch.float64)
+    if t.dim() != 2 or t.shape[-1] != features:
+        raise ValueError(f"{argument}: expected shape (N, {features}), got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{argument}: contains NaN or infinite values")
+    return t
+
+
+def _parse_get(get: Get) -> tuple[tuple[str, ...], bool]:
+    single = isinstance(get, str)
+    names = (get,) if single else tuple(get)
+    bad = [g for g in names if g not in KERNEL_NAMES]
+    if bad or not names:
+        raise ValueError(f"get: expected 'nngp', 'ntk' or a tuple of them, got {get!r}")
+    return names, single
+
+
+def _check_positive_int(value: int, argument: str, minimum: int = 1) -> int:
+    if int(value) != value or value < minimum:
+        raise ValueError(f"{argument}: expected an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _tiled(
+    tile: Callable[[slice, slice], dict[str, Tensor]],
+    n: int,
+    m: int,
+    names: tuple[str, ...],
+    symmetric: bool,
+    block: int,
+    device: torch.device,
+) -> dict[str, Tensor]:
+    """Fill preallocated (n, m) outputs tile by tile; upper-triangle tiles only if symmetric."""
+    out = {k: torch.empty(n, m, dtype=torch.float64, device=device) for k in names}
+    for i0 in range(0, n, block):
+        rows = slice(i0, min(i0 + block, n))
+        j_start = i0 if symmetric else 0
+        for j0 in range(j_start, m, block):
+            cols = slice(j0, min(j0 + block, m))
+            res = tile(rows, cols)
+            for k in names:
+                out[k][rows, cols] = res[k]
+                if symmetric and j0 != i0:
+                    out[k][cols, rows] = res[k].T
+    if symmetric:  # diagonal tiles are symmetric up to rounding: make them exactly so
+        for k in names:
+            for i0 in range(0, n, block):
+                s = slice(i0, min(i0 + block, n))
+                blk = out[k][s, s]
+                out[k][s, s] = 0.5 * (blk + blk.T)
+    return out
+
+
+def _finish(out: dict[str, Tensor], single: bool) -> Tensor | dict[str, Tensor]:
+    return next(iter(out.values())) if single else out
+
+
+class MLPKernel:
+    """NNGP and NTK of a fully connected (leaky-)ReLU network in NTK parameterization.
+
+    ``depth`` is the number of linear layers L (L - 1 hidden layers, linear readout). Recursion
+    (notes M.1; Jacot et al.): Σ¹ = k_in(x, x'); Σ^{l+1} = map(Σ^l); Θ¹ = Σ¹ (+1 with biases);
+    Θ^{l+1} = Σ^{l+1} (+1) + Σ̇^{l+1} Θ^l. With ``bias=True`` biases are zero at init (as in
+    :func:`hyperlab.init.init_params`) but trained, so they add to the NTK and not to the NNGP.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        depth: int,
+        *,
+        activation: str = "relu",
+        negative_slope: float = LEAKY_SLOPE,
+        gain: float | None = None,
+        bias: bool = False,
+        input_kernel: InputKernel = "linear",
+        lengthscale: float = 1.0,
+    ):
+        self.in_features = _check_positive_int(in_features, "in_features")
+        self.depth = _check_positive_int(depth, "depth")
+        self.act = ArcCosine.for_activation(activation, negative_slope, gain)
+        self.activation = activation
+        self.bias = bool(bias)
+        if input_kernel not in ("linear", "rbf"):
+            raise ValueError(f"input_kernel: expected 'linear' or 'rbf', got {input_kernel!r}")
+        if not lengthscale > 0:
+            raise ValueError(f"lengthscale: expected a positive float, got {lengthscale!r}")
+        self.input_kernel: InputKernel = input_kernel
+        self.lengthscale = float(lengthscale)
+
+    @classmethod
+    def from_primary(cls, mlp: MLP, **kw) -> MLPKernel:
+        """The kernel of a scalar-or-vector-output :class:`~hyperlab.primary.MLP` ('ntk')."""
+        _check_mlp(mlp, "mlp")
+        return cls(
+            mlp.sizes[0],
+            mlp.depth,
+            activation=mlp.activation,
+            negative_slope=_slope_of(mlp),
+            bias=mlp.bias,
+            **kw,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MLPKernel(in_features={self.in_features}, depth={self.depth}, "
+            f"activation={self.activation!r}, bias={self.bias}, input_kernel={self.input_kernel!r})"
+        )
+
+    def _diags(self, x: Tensor) -> list[Tensor]:
+        d = _input_diag(x, self.input_kernel)
+        return [d * self.act.diag_factor**k for k in range(self.depth)]
+
+    def _tile(
+        self, x1: Tensor, x2: Tensor, d1: list[Tensor], d2: list[Tensor], names: tuple[str, ...]
+    ) -> dict[str, Tensor]:
+        need_ntk = "ntk" in names
+        b = 1.0 if self.bias else 0.0
+        k = input_kernel(x1, x2, self.input_kernel, self.lengthscale)
+        theta = k + b if need_ntk else None
+        for layer in range(1, self.depth):
+            q = torch.sqrt(d1[layer - 1][:, None] * d2[layer - 1][None, :])
+            k, dot = self.act(k, q)
+            if need_ntk:
+                theta = k + b + dot * theta
+        out = {"nngp": k}
+        if need_ntk:
+            out["ntk"] = theta
+        return out
+
+    def __call__(
+        self,
+        x1: Tensor,
+        x2: Tensor | None = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        block_size: int = DEFAULT_BLOCK,
+    ) -> Tensor | dict[str, Tensor]:
+        """Kernel matrices between rows of ``x1`` (N, d) and ``x2`` (M, d; default ``x1``).
+
+        Returns a float64 tensor for a single ``get`` name, else a dict name -> (N, M) tensor.
+        """
+        names, single = _parse_get(get)
+        block = _check_positive_int(block_size, "block_size")
+        a = _as_input(x1, self.in_features, "x1")
+        symmetric = x2 is None
+        b = a if symmetric else _as_input(x2, self.in_features, "x2").to(a.device)
+        d1, d2 = self._diags(a), self._diags(b)
+
+        def tile(r: slice, c: slice) -> dict[str, Tensor]:
+            return self._tile(a[r], b[c], [d[r] for d in d1], [d[c] for d in d2], names)
+
+        out = _tiled(tile, a.shape[0], b.shape[0], names, symmetric, block, a.device)
+        return _finish(out, single)
+
+
+class HyperKernel:
+    """NNGP (Thm 2) and NTK, the hyperkernel (Thm 3), of h(u) = g(z; f(x)), u = (x, z).
+
+    f has ``f_depth`` linear layers and infinitely many outputs, all of g's weights; g has
+    ``g_depth`` linear layers (``g_depth - 1`` hidden), every weight generated by f. With
+    S = S^L(x, x'), f's output NNGP, and Θ^f f's NTK (:class:`MLPKernel`), for l = 1..H-1:
+
+        Λ^l = S · K^{l-1},  K^l = map(Λ^l),  Ġ^l = map'(Λ^l),  K⁰ = k_in(z, z')
+        NNGP  Σ^h = S · K^{H-1}                                  (Eq. 8, readout included)
+        Θ^g  = Σ_l K^{l-1} Π_{l' ≥ l} (S · Ġ^{l'}),   Θ^h = Θ^f · Θ^g      (Eq. 14)
+
+    ``variant='s_weighted'`` (default) is this form, which the Monte Carlo tests confirm.
+    ``variant='released'`` is the authors' released code (notes B.3, M.3): no S in the backward
+    products of Θ^g and no final S in the NNGP; offered to compare Table 1 both ways. With
+    ``g_bias=True`` g's generated biases add 1 to K^{l-1} in every layer; ``f_bias=True``
+    adds f's trained zero-initialised biases to Θ^f.
+    """
+
+    def __init__(
+        self,
+        x_features: int,
+        z_features: int,
+        f_depth: int,
+        g_depth: int,
+        *,
+        activation: str = "relu",
+        f_activation: str | None = None,
+        g_activation: str | None = None,
+        negative_slope: float = LEAKY_SLOPE,
+        f_bias: bool = False,
+        g_bias: bool = False,
+        x_kernel: InputKernel = "linear",
+        z_kernel: InputKernel = "linear",
+        lengthscale: float = 1.0,
+        variant: Variant = "s_weighted",
+    ):
+        if variant not in ("s_weighted", "released"):
+            raise ValueError(f"variant: expected 's_weighted' or 'released', got {variant!r}")
+        if z_kernel not in ("linear", "rbf"):
+            raise ValueError(f"z_kernel: expected 'linear' or 'rbf', got {z_kernel!r}")
+        if not lengthscale > 0:
+            raise ValueError(f"lengthscale: expected a positive float, got {lengthscale!r}")
+        self.f = MLPKernel(
+            x_features,
+            f_depth,
+            activation=f_activation or activation,
+            negative_slope=negative_slope,
+            bias=f_bias,
+            input_kernel=x_kernel,
+        )
+        self.x_features = self.f.in_features
+        self.z_features = _check_positive_int(z_features, "z_features")
+        self.g_depth = _check_positive_int(g_depth, "g_depth")
+        self.g_activation = g_activation or activation
+        self.g_act = ArcCosine.for_activation(self.g_activation, negative_slope)
+        self.g_bias = bool(g_bias)
+        self.z_kernel: InputKernel = z_kernel
+        self.lengthscale = float(lengthscale)
+        self.variant: Variant = variant
+
+    @classmethod
+    def from_model(cls, model, **kw) -> HyperKernel:
+        """The kernel of a :class:`~hyperlab.hypernet.HyperModel` with MLP f (full head) and g,
+        both in NTK parameterization. ``kw`` sets z_kernel, lengthscale, variant, ..."""
+        from hyperlab.hypernet import FullHead, HyperModel
+
+        if not isinstance(model, HyperModel):
+            raise TypeError(f"model: expected a HyperModel, got {type(model)}")
+        f = model.f
+        if f.parameterization != "ntk" or not isinstance(f.head, FullHead):
+            raise ValueError("model: f must use parameterization='ntk' and head='full'")
+        _check_mlp(model.g, "model.g")
+        trunk = getattr(f.trunk, "primary", None)
+        f_depth = 1 + (trunk.depth if trunk is not None else 0)
+        f_act = trunk.activation if trunk is not None else "relu"
+        f_bias = bool(f.head.bias.requires_grad)
+        if f_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(
+                f"model.f: activation {f_act!r} not supported; expected {SUPPORTED_ACTIVATIONS}"
+            )
+        kw.setdefault("negative_slope", _slope_of(model.g))
+        return cls(
+            f.cond_features,
+            model.g.sizes[0],
+            f_depth,
+            model.g.depth,
+            f_activation=f_act,
+            g_activation=model.g.activation,
+            f_bias=f_bias,
+            g_bias=model.g.bias,
+            **kw,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"HyperKernel(x_features={self.x_features}, z_features={self.z_features}, "
+            f"f_depth={self.f.depth}, g_depth={self.g_depth}, z_kernel={self.z_kernel!r}, "
+            f"variant={self.variant!r})"
+        )
+
+    def _g_diags(self, s_diag: Tensor, z: Tensor) -> list[Tensor]:
+        """Diagonals Λ^l(u, u) for l = 1..H (per point)."""
+        gb = 1.0 if self.g_bias else 0.0
+        k = _input_diag(z, self.z_kernel)
+        lams = []
+        for _ in range(self.g_depth):
+            lam = s_diag * (k + gb)
+            lams.append(lam)
+            k = lam * self.g_act.diag_factor
+        return lams
+
+    def _tile(
+        self,
+        xs: tuple[Tensor, Tensor],
+        zs: tuple[Tensor, Tensor],
+        fd: tuple[list[Tensor], list[Tensor]],
+        gd: tuple[list[Tensor], list[Tensor]],
+        names: tuple[str, ...],
+    ) -> dict[str, Tensor]:
+        need_ntk = "ntk" in names
+        f_out = self.f._tile(xs[0], xs[1], fd[0], fd[1], ("nngp", "ntk") if need_ntk else ())
+        s = f_out["nngp"]
+        gb = 1.0 if self.g_bias else 0.0
+        s_back = s if self.variant == "s_weighted" else None
+        k = input_kernel(zs[0], zs[1], self.z_kernel, self.lengthscale)
+        t = k + gb if need_ntk else None
+        for layer in range(1, self.g_depth):
+            lam = s * (k + gb)
+            q = torch.sqrt(gd[0][layer - 1][:, None] * gd[1][layer - 1][None, :])
+            k, dot = self.g_act(lam, q)
+            if need_ntk:
+                back = dot * s_back if s_back is not None else dot
+                t = k + gb + back * t
+        out = {}
+        if "nngp" in names:
+            out["nngp"] = s * (k + gb) if self.variant == "s_weighted" else k + gb
+        if need_ntk:
+            out["ntk"] = f_out["ntk"] * t
+        return out
+
+    def __call__(
+        self,
+        u1: tuple[Tensor, Tensor],
+        u2: tuple[Tensor, Tensor] | None = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        block_size: int = DEFAULT_BLOCK,
+    ) -> Tensor | dict[str, Tensor]:
+        """Kernels between u1 = (x1 (N, d_x), z1 (N, d_z)) and u2 (default u1): (N, M) float64."""
+        names, single = _parse_get(get)
+        block = _check_positive_int(block_size, "block_size")
+        x1, z1 = _split_u(u1, "u1")
+        x1 = _as_input(x1, self.x_features, "u1[0] (x, f's input)")
+        z1 = _as_input(z1, self.z_features, "u1[1] (z, g's input)")
+        if x1.shape[0] != z1.shape[0]:
+            raise ValueError(
+                f"u1: x and z must have the same number of rows, got {x1.shape[0]} and "
+                f"{z1.shape[0]}"
+            )
+        symmetric = u2 is None
+        if symmetric:
+            x2, z2 = x1, z1
+        else:
+            x2, z2 = _split_u(u2, "u2")
+            x2 = _as_input(x2, self.x_features, "u2[0] (x, f's input)")
+            z2 = _as_input(z2, self.z_features, "u2[1] (z, g's input)")
+            if x2.shape[0] != z2.shape[0]:
+                raise ValueError(
+                    f"u2: x and z must have the same number of rows, got {x2.shape[0]} and "
+                    f"{z2.shape[0]}"
+                )
+        fd1, fd2 = self.f._diags(x1), self.f._diags(x2)
+        s1, s2 = fd1[-1], fd2[-1]  # S(x, x): f's output NNGP on the diagonal
+        gd1, gd2 = self._g_diags(s1, z1), self._g_diags(s2, z2)
+
+        def tile(r: slice, c: slice) -> dict[str, Tensor]:
+            return self._tile(
+                (x1[r], x2[c]),
+                (z1[r], z2[c]),
+                ([d[r] for d in fd1], [d[c] for d in fd2]),
+                ([d[r] for d in gd1], [d[c] for d in gd2]),
+                names,
+            )
+
+        out = _tiled(tile, x1.shape[0], x2.shape[0], names, symmetric, block, x1.device)
+        return _finish(out, single)
+
+
+def _split_u(u: object, argument: str) -> tuple[Tensor, Tensor]:
+    if not isinstance(u, (tuple, list)) or len(u) != 2:
+        raise TypeError(f"{argument}: expected a pair (x, z) of tensors, got {type(u)}")
+    return u[0], u[1]
+
+
+def _slope_of(mlp: MLP) -> float:
+    if mlp.activation != "leaky_relu":
+        return LEAKY_SLOPE
+    # MLP keeps the slope only inside its gain: invert c² = 2 / (1 + α²).
+    return math.sqrt(max(2.0 / mlp.gain**2 - 1.0, 0.0))
+
+
+def _check_mlp(mlp: object, argument: str) -> None:
+    if not isinstance(mlp, MLP):
+        raise TypeError(f"{argument}: expected a hyperlab MLP, got {type(mlp)}")
+    if mlp.parameterization != "ntk":
+        raise ValueError(f"{argument}: analytic kernels need parameterization='ntk'")
+    if mlp.activate_output:
+        raise ValueError(f"{argument}: analytic kernels need a linear readout (activate_output)")
+    if mlp.activation not in SUPPORTED_ACTIVATIONS:
+        raise ValueError(
+            f"{argument}: activation {mlp.activation!r} not supported; "
+            f"expected {SUPPORTED_ACTIVATIONS}"
+        )
