@@ -5,6 +5,7 @@
 - :mod:`~hyperlab.kernels.features`: random Fourier features (Remarks 2-3).
 - :mod:`~hyperlab.kernels.empirical`: finite-width kernels via ``torch.func`` (Jacobian and
   NTK-vector products, the factorised hyperkernel of Eq. 12, Taylor terms of Eq. 5).
+- :mod:`~hyperlab.kernels.regression`: kernel regression of Eq. 18 and the NNGP posterior.
 """
 
 from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, input_kernel
@@ -16,15 +17,25 @@ from hyperlab.kernels.empirical import (
     trainable_params,
 )
 from hyperlab.kernels.features import FourierFeatures, rbf_kernel
+from hyperlab.kernels.regression import (
+    NotPositiveDefiniteError,
+    RegressionResult,
+    kernel_predict,
+    kernel_regression,
+)
 
 __all__ = [
     "ArcCosine",
     "FourierFeatures",
     "HyperKernel",
     "MLPKernel",
+    "NotPositiveDefiniteError",
+    "RegressionResult",
     "empirical_ntk",
     "hyper_ntk",
     "input_kernel",
+    "kernel_predict",
+    "kernel_regression",
     "module_ntk",
     "rbf_kernel",
     "taylor_terms",
