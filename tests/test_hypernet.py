@@ -110,12 +110,12 @@ def test_hypermodel_with_module_primary_trains():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     h = HyperModel(ModulePrimary(net, (2,)), 1, [32])
-    cond = torch.rand(256, 1) * 4 - 2
-    x = torch.randn(256, 2)
+    cond = torch.rand(128, 1) * 4 - 2
+    x = torch.randn(128, 2)
     y = (x[:, :1] * cond).sin()
-    opt = torch.optim.Adam(h.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(h.parameters(), lr=1e-2)
     first = None
-    for _ in range(200):
+    for _ in range(60):
         opt.zero_grad()
         loss = (h(x, cond) - y).square().mean()
         first = first if first is not None else loss.item()

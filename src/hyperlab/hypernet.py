@@ -69,8 +69,11 @@ class FullHead(nn.Module):
                 self.weight.mul_(std.to(self.weight).unsqueeze(1))
             self.bias.zero_()
 
+    def scaled_weight(self) -> Tensor:
+        return self.weight if self.scale == 1.0 else self.weight * self.scale
+
     def forward(self, e: Tensor) -> Tensor:
-        return torch.nn.functional.linear(e, self.weight * self.scale, self.bias)
+        return torch.nn.functional.linear(e, self.scaled_weight(), self.bias)
 
 
 class ChunkedHead(nn.Module):
@@ -305,16 +308,22 @@ class HyperModel(nn.Module):
         e = self.f.features(cond).reshape(xb.shape[0], -1)  # (B, d_k)
         o, i = g.sizes[1], g.sizes[0]
         n1 = o * i
-        a1 = head.weight[:n1].view(o, i, -1)  # rows generating W1, as (o, i, d_k)
+        # One split of the head (its backward is one concatenation, not a zero-fill per slice).
+        a1, a_rest = head.weight.split([n1, head.out_features - n1])
+        c1, c_rest = head.bias.split([n1, head.out_features - n1])
         # (W1 x)_o = Σ_k e_k Σ_i A[o,i,k] x_i + Σ_i c[o,i] x_i: contract x with A first.
-        y = torch.matmul(xb.unsqueeze(0), a1)  # (o, B, d_k)
-        h = (y * e.unsqueeze(0)).sum(-1).T * head.scale + xb @ head.bias[:n1].view(o, i).T
-        rest = torch.nn.functional.linear(e, head.weight[n1:] * head.scale, head.bias[n1:])
-        rest_params = {}
-        offset = 0
-        for s in g.layout.specs[1:]:
-            rest_params[s.name] = rest[:, offset : offset + s.numel].reshape(-1, *s.shape)
-            offset += s.numel
+        y = torch.matmul(xb.unsqueeze(0), a1.view(o, i, -1))  # (o, B, d_k)
+        h = torch.einsum("obk,bk->bo", y, e)
+        if head.scale != 1.0:
+            h = h * head.scale
+            a_rest = a_rest * head.scale
+        h = h + xb @ c1.view(o, i).T
+        rest = torch.nn.functional.linear(e, a_rest, c_rest)
+        specs = g.layout.specs[1:]
+        rest_parts = rest.split([s.numel for s in specs], dim=-1)
+        rest_params = {
+            s.name: t.reshape(-1, *s.shape) for s, t in zip(specs, rest_parts, strict=True)
+        }
         if g.parameterization == "ntk":
             h = h / math.sqrt(i)
         if g.bias:

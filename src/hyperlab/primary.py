@@ -108,9 +108,11 @@ class ParamLayout:
                 f"got shape {tuple(flat.shape)}"
             )
         batch = flat.shape[:-1]
+        # One split (not per-tensor slicing): its backward is a single concatenation.
+        parts = torch.split(flat, [s.numel for s in self.specs], dim=-1)
         return {
-            s.name: flat[..., o : o + s.numel].reshape(*batch, *s.shape)
-            for s, o in zip(self.specs, self.offsets, strict=True)
+            s.name: part.reshape(*batch, *s.shape)
+            for s, part in zip(self.specs, parts, strict=True)
         }
 
     def flatten(self, params: Params) -> Tensor:
