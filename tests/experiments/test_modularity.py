@@ -2,31 +2,184 @@
 
 import json
 import math
+import os
+import statistics
+from pathlib import Path
 
+import pytest
+import torch
+
+from hyperlab.cli import main
+from hyperlab.data import DataNotFoundError
 from hyperlab.experiments import get_experiment, run_experiment
 
+REPO = Path(__file__).resolve().parents[2]
 
-def test_synthetic_depth_tiny(tmp_path):
-    exp = get_experiment("modularity-synthetic-depth")
-    cfg = exp.configs["tiny"]
-    record = run_experiment(
-        "modularity-synthetic-depth", preset="tiny", out_dir=tmp_path, progress=False
-    )
+# (experiment, name of the swept metric, score names) for the hypernetwork-vs-embedding sweeps.
+SWEEPS = [
+    ("modularity-synthetic-depth", "depths", ["mse", "mse_seen_conditions"]),
+    ("modularity-synthetic-embedding-dim", "dims", ["mse", "mse_seen_conditions"]),
+    ("modularity-rotation", "depths", ["error", "nll"]),
+    ("modularity-embedding-dim-images", "dims", ["error", "nll"]),
+    ("modularity-lr-sensitivity", "lrs", ["error", "nll"]),
+    ("modularity-colorization", "depths", ["mse"]),
+]
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    """$HYPERLAB_DATA (relative: to the cwd, else to the repo), else ../shared/data."""
+    env = os.environ.get("HYPERLAB_DATA")
+    if env:
+        root = Path(env).expanduser()
+        if not root.is_absolute() and not root.is_dir():
+            root = REPO / root
+    else:
+        root = REPO / ".." / "shared" / "data"
+    return root.resolve()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _check_record(record, out: Path):
+    assert record["claims"] and all(isinstance(v, bool) for v in record["claims"].values())
+    evidence = record["metrics"]["claim_evidence"]
+    assert set(evidence) == set(record["claims"])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["metrics"] == json.loads(json.dumps(record["metrics"]))
+    assert saved["paper_reference"]["claims"]
+    for fig in record["figures"]:
+        assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name, axis, scores", SWEEPS, ids=[s[0] for s in SWEEPS])
+def test_sweep_experiment_tiny(name, axis, scores, tmp_path, data_root):
+    cfg = get_experiment(name).configs["tiny"]
+    record = run_experiment(name, preset="tiny", out_dir=tmp_path, data_dir=data_root,
+                            progress=False)  # fmt: skip
     m = record["metrics"]
-    assert m["depths"] == cfg["depths"]
-    for key in ("hypernetwork_mse", "embedding_mse"):
-        assert len(m[key]) == len(cfg["depths"])
-        assert all(math.isfinite(v) and v > 0 for v in m[key])
-        per_seed = m[f"{key}_per_seed"]
-        assert [len(r) for r in per_seed] == [cfg["seeds"]] * len(cfg["depths"])
-        assert all(abs(sum(r) / len(r) - v) < 1e-9 for r, v in zip(per_seed, m[key], strict=True))
+    values = m[axis]
+    assert values == cfg[axis]
+    spread = []
+    for model in ("hypernetwork", "embedding"):
+        for score in scores:
+            key = f"{model}_{score}"
+            mean, std, per_seed = m[key], m[f"{key}_std"], m[f"{key}_per_seed"]
+            assert len(mean) == len(std) == len(values)
+            assert [len(r) for r in per_seed] == [cfg["seeds"]] * len(values)
+            for r, mu, sd in zip(per_seed, mean, std, strict=True):
+                assert all(math.isfinite(v) and v >= 0 for v in r)
+                assert mu == pytest.approx(sum(r) / len(r))
+                assert sd == pytest.approx(statistics.pstdev(r))
+                spread.append(sd)
+            if score == "error":
+                assert all(0 <= v <= 1 for v in mean)
+        assert len(m["learning_rates"][model]) == len(values)
+    assert any(s > 0 for s in spread), "seeds must differ (data, init and batches)"
+    _check_record(record, tmp_path)
+
+
+def test_synthetic_depth_counts_match_paper_formulas(tmp_path):
+    record = run_experiment(
+        "modularity-synthetic-depth", preset="tiny", out_dir=tmp_path, progress=False,
+        overrides={"seeds": 1, "epochs": 1},
+    )  # fmt: skip
+    m = record["metrics"]
     # Built models have the parameter counts of the paper's formulas (biases off, Sec. 5).
     for built, formula in zip(m["parameter_counts"], m["paper_formula_counts"], strict=True):
         assert {k: built[k] for k in ("N_f", "N_g", "N_e", "N_q")} == {
             k: formula[k] for k in ("N_f", "N_g", "N_e", "N_q")
         }
-    assert all(isinstance(v, bool) for v in record["claims"].values())
-    assert json.loads((tmp_path / "results.json").read_text())["metrics"] == m
+    assert m["target_variance"] > 0
+
+
+def test_synthetic_held_out_conditions_mode(tmp_path):
+    """With a finite set of training conditions, the headline MSE is on unseen ones."""
+    record = run_experiment(
+        "modularity-synthetic-depth", preset="tiny", out_dir=tmp_path, progress=False,
+        overrides={"n_conditions": 10, "seeds": 1, "depths": [2]},
+    )  # fmt: skip
+    m = record["metrics"]
+    for model in ("hypernetwork", "embedding"):
+        assert math.isfinite(m[f"{model}_mse"][0])
+        assert math.isfinite(m[f"{model}_mse_seen_conditions"][0])
+
+
+def test_rotation_sizes_follow_the_paper(tmp_path, data_root):
+    record = run_experiment(
+        "modularity-rotation", preset="tiny", out_dir=tmp_path, data_dir=data_root,
+        progress=False, overrides={"seeds": 1, "depths": [3], "width": None},
+    )  # fmt: skip
+    counts = record["metrics"]["parameter_counts"][0]
+    assert record["metrics"]["width"] == 50  # d = 50 for MNIST
+    assert counts["N_g"] == 10 * 784 + 10 * 12  # g: 784-10-12 without biases
+    assert counts["N_f"] == counts["N_e"]  # same architecture, output N_g (Sec. 5)
+    assert counts["N_q"] == (784 + counts["N_g"]) * 10 + 10 + 10 * 12 + 12
+
+
+def test_tune_picks_each_models_lr_on_validation(tmp_path):
+    cfg = get_experiment("modularity-synthetic-depth").configs["tiny"]
+    record = run_experiment(
+        "modularity-synthetic-depth", preset="tiny", out_dir=tmp_path, progress=False,
+        overrides={"tune": True, "depths": [2], "seeds": 1},
+    )  # fmt: skip
+    m = record["metrics"]
+    for model in ("hypernetwork", "embedding"):
+        (info,) = m["tuning"][model]
+        assert info["lrs"] == cfg["tune_lrs"] and len(info["val_scores"]) == len(info["lrs"])
+        finite = [
+            (s, lr)
+            for s, lr in zip(info["val_scores"], info["lrs"], strict=True)
+            if math.isfinite(s)
+        ]
+        assert info["best_lr"] == min(finite)[1]
+        assert m["learning_rates"][model] == [info["best_lr"]]
+
+
+def test_unique_approximator_tiny(tmp_path, data_root):
+    cfg = get_experiment("modularity-unique-approximator").configs["tiny"]
+    record = run_experiment(
+        "modularity-unique-approximator", preset="tiny", out_dir=tmp_path, data_dir=data_root,
+        progress=False,
+    )  # fmt: skip
+    m = record["metrics"]
+    assert m["epochs"] == list(range(1, cfg["epochs"] + 1))
+    for space in cfg["inputs"]:
+        for key in ("f1_f2", "f1_y", "f2_y"):
+            curve = m[f"{space}_{key}_mse"]
+            assert len(curve) == cfg["epochs"] and all(v > 0 for v in curve)
+            assert [len(r) for r in m[f"{space}_{key}_mse_per_seed"]] == [cfg["epochs"]] * 2
+    _check_record(record, tmp_path)
+    assert len(record["figures"]) == len(cfg["inputs"])
+
+
+def test_cifar10_missing_gives_the_data_modules_not_found_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match="cifar10.*not found"):
+        run_experiment(
+            "modularity-rotation", preset="tiny", out_dir=tmp_path / "o",
+            data_dir=tmp_path / "empty", progress=False, overrides={"dataset": "cifar10"},
+        )  # fmt: skip
+
+
+def test_cli_dataset_and_tune_flags(tmp_path, capsys):
+    argv = ["run", "modularity-rotation", "--preset", "tiny", "--out", str(tmp_path / "o"),
+            "--data-dir", str(tmp_path / "empty"), "--no-progress"]  # fmt: skip
+    assert main([*argv, "--dataset", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10" in err and "not found" in err
+    assert main([*argv, "--dataset", "imagenet"]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    bad = ["run", "modularity-unique-approximator", "--preset", "tiny", "--tune",
+           "--out", str(tmp_path / "u")]  # fmt: skip
+    assert main(bad) == 2
+    assert "--tune" in capsys.readouterr().err
 
 
 def test_rerun_resumes_from_checkpoints_with_identical_results(tmp_path):
