@@ -152,3 +152,22 @@ def test_model_bad_inputs():
     m = EmbeddingModel(4, 2, 3)
     with pytest.raises(ValueError, match="x: expected shape"):
         m(torch.randn(3, 5), torch.randn(3, 2))
+
+
+def test_composes_with_torch_func():
+    """functional_call/grad over a HyperModel, and vmap over a primary's inputs, just work."""
+    torch.manual_seed(0)
+    h = HyperModel(MLP([5, 4, 1]), 3, [8])
+    params = {k: v.detach() for k, v in h.named_parameters()}
+    x, c = torch.randn(6, 5), torch.randn(6, 3)
+
+    def loss(p):
+        return torch.func.functional_call(h, p, (x, c)).square().mean()
+
+    grads = torch.func.grad(loss)(params)
+    loss(dict(h.named_parameters())).backward()
+    for name, p in h.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad)
+    theta = h.weights(c[0])
+    per_x = torch.func.vmap(lambda xi: h.g(xi, theta))(x)
+    torch.testing.assert_close(per_x, h.g(x, theta))
