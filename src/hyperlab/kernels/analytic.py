@@ -36,7 +36,7 @@ SUPPORTED_ACTIVATIONS = ("relu", "leaky_relu")
 InputKernel = Literal["linear", "rbf"]
 Variant = Literal["s_weighted", "released"]
 Get = str | Sequence[str]
-DEFAULT_BLOCK = 1024
+DEFAULT_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -75,17 +75,19 @@ class ArcCosine:
         return self.gain**2 * (a + (1 - a) ** 2 / 2)
 
     def __call__(self, cov: Tensor, q: Tensor, need_dot: bool = True) -> tuple[Tensor, Tensor]:
-        """(covariance after the layer, derivative covariance) for pre-activation ``cov``."""
+        """(covariance after the layer, derivative covariance) for pre-activation ``cov``.
+
+        ``q`` is √(cov(u, u)·cov(v, v)). Works in place on temporaries (few allocations).
+        """
         a, c2 = self.slope, self.gain**2
-        rho = (cov / q.clamp_min(1e-300)).clamp_(-1.0, 1.0)
-        theta = torch.arccos(rho)
-        pi_minus = math.pi - theta
-        k0 = pi_minus / math.pi
-        k1 = (torch.sqrt((1.0 - rho * rho).clamp_min_(0.0)) + pi_minus * rho) / math.pi
-        out = q * k1 * (c2 * (1 - a) ** 2 / 2)
+        c1 = c2 * (1 - a) ** 2 / (2 * math.pi)
+        rho = torch.div(cov, q.clamp_min(1e-300)).clamp_(-1.0, 1.0)
+        pi_minus = torch.arccos(rho).neg_().add_(math.pi)  # π - θ
+        out = torch.mul(rho, rho).neg_().add_(1.0).clamp_min_(0.0).sqrt_()  # √(1 - ρ²)
+        out.addcmul_(pi_minus, rho).mul_(q).mul_(c1)  # c²(1-α)²/2 · q κ₁(ρ)
         if a != 0.0:
-            out = out + (c2 * a) * cov
-        dot = k0 * (c2 * (1 - a) ** 2 / 2) + c2 * a if need_dot else k0
+            out.add_(cov, alpha=c2 * a)
+        dot = pi_minus.mul_(c1).add_(c2 * a) if need_dot else pi_minus
         return out, dot
 
 
@@ -238,10 +240,10 @@ class MLPKernel:
         k = input_kernel(x1, x2, self.input_kernel, self.lengthscale)
         theta = k + b if need_ntk else None
         for layer in range(1, self.depth):
-            q = torch.sqrt(d1[layer - 1][:, None] * d2[layer - 1][None, :])
-            k, dot = self.act(k, q)
+            q = torch.outer(d1[layer - 1].sqrt(), d2[layer - 1].sqrt())
+            k, dot = self.act(k, q, need_ntk)
             if need_ntk:
-                theta = k + b + dot * theta
+                theta = dot.mul_(theta).add_(k).add_(b)
         out = {"nngp": k}
         if need_ntk:
             out["ntk"] = theta
@@ -400,12 +402,13 @@ class HyperKernel:
         k = input_kernel(zs[0], zs[1], self.z_kernel, self.lengthscale)
         t = k + gb if need_ntk else None
         for layer in range(1, self.g_depth):
-            lam = s * (k + gb)
-            q = torch.sqrt(gd[0][layer - 1][:, None] * gd[1][layer - 1][None, :])
-            k, dot = self.g_act(lam, q)
+            lam = (k + gb).mul_(s) if gb else k.mul_(s)
+            q = torch.outer(gd[0][layer - 1].sqrt(), gd[1][layer - 1].sqrt())
+            k, dot = self.g_act(lam, q, need_ntk)
             if need_ntk:
-                back = dot * s_back if s_back is not None else dot
-                t = k + gb + back * t
+                if s_back is not None:
+                    dot.mul_(s_back)
+                t = dot.mul_(t).add_(k).add_(gb)
         out = {}
         if "nngp" in names:
             out["nngp"] = s * (k + gb) if self.variant == "s_weighted" else k + gb
