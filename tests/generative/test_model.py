@@ -1,0 +1,134 @@
+"""Generator G: z -> θ (Sec. 3.3, App. A.7): layout, sizes, forward equivalence, loss."""
+
+import pytest
+import torch
+
+from hyperlab import MLP, ConvNet
+from hyperlab.generative import GenerativeHyperNetwork, generative_loss
+from hyperlab.generative.gauge import gauge_fix
+
+
+def small_convnet():
+    return ConvNet((1, 12, 12), channels=(4, 3), hidden=(5,), out_features=6, kernel_size=3)
+
+
+def test_paper_sizes():
+    gen = GenerativeHyperNetwork(ConvNet())
+    counts = gen.parameter_counts()
+    # App. A.7 / notes C.2: 631,240 weights + 2,400 batch-norm parameters, no biases
+    assert counts["total"] == 633_640
+    assert counts["extractor"] == 436_500 + 1_200
+    assert counts["generator_conv0"] == 3_240 + 160
+    assert counts["generator_conv1"] == 91_600 + 400
+    assert counts["generator_fc0"] == 90_000 + 400
+    assert counts["generator_fc1"] == 9_900 + 240
+    assert gen.extractor.sizes == [300, 300, 300, 855]
+    assert [g.sizes for g in gen.generators] == [
+        [15, 40, 40, 26],
+        [15, 100, 100, 801],
+        [15, 100, 100, 785],
+        [15, 60, 60, 90],
+    ]
+    assert not any(isinstance(m, torch.nn.Linear) and m.bias is not None for m in gen.modules())
+
+
+@pytest.mark.parametrize(
+    "primary",
+    [ConvNet(), small_convnet(), MLP([6, 7, 3]), MLP([6, 7, 5, 3], bias=False)],
+    ids=["paper", "small-conv", "mlp", "mlp-nobias"],
+)
+def test_shapes_match_layout(primary):
+    gen = GenerativeHyperNetwork(primary, noise_dim=11, extractor_hidden=(13,), code_size=4)
+    z = gen.sample_noise(6)
+    assert z.shape == (6, 11) and z.abs().max() <= 1.0
+    params = gen(z)
+    assert list(params) == list(primary.layout.names)
+    for s in primary.layout.specs:
+        assert params[s.name].shape == (6, *s.shape)
+    assert primary.layout.batch_shape(params) == (6,)
+    nested = gen(z.reshape(2, 3, 11))
+    assert primary.layout.batch_shape(nested) == (2, 3)
+
+
+def test_forward_equals_target_run_with_those_weights():
+    torch.manual_seed(0)
+    primary = ConvNet()
+    gen = GenerativeHyperNetwork(primary).eval()
+    with torch.no_grad():
+        params = gen(gen.sample_noise(3))
+        x = torch.rand(3, 5, 1, 28, 28)
+        batched = primary(x, params)
+        for i in range(3):
+            single = {k: v[i] for k, v in params.items()}
+            bound = primary.bind(single)
+            h = x[i]
+            for j in range(2):
+                h = torch.nn.functional.conv2d(
+                    h, single[f"conv{j}.weight"], single[f"conv{j}.bias"], padding=2
+                )
+                h = torch.nn.functional.max_pool2d(h.relu(), 2, ceil_mode=True)
+            h = torch.nn.functional.linear(h.flatten(1), single["fc0.weight"], single["fc0.bias"])
+            h = torch.nn.functional.linear(h.relu(), single["fc1.weight"], single["fc1.bias"])
+            assert torch.allclose(batched[i], h, atol=1e-5)
+            assert torch.allclose(batched[i], bound(x[i]), atol=1e-5)
+
+
+def test_filters_share_one_generator():
+    """Two filters of a layer with equal codes get equal weights (parameter sharing)."""
+    primary = small_convnet()
+    gen = GenerativeHyperNetwork(primary, noise_dim=5, extractor_hidden=(8,), code_size=3).eval()
+    with torch.no_grad():
+        gen.extractor.linears[-1].weight[3:6] = gen.extractor.linears[-1].weight[0:3]
+        params = gen(gen.sample_noise(2))
+    w = params["conv0.weight"]
+    assert torch.allclose(w[:, 0], w[:, 1]) and not torch.allclose(w[:, 0], w[:, 2])
+
+
+def test_noise_changes_weights_and_is_seeded():
+    gen = GenerativeHyperNetwork(small_convnet(), noise_dim=5, extractor_hidden=(8,))
+    a = gen.sample_noise(4, generator=torch.Generator().manual_seed(1))
+    b = gen.sample_noise(4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    gen.eval()
+    with torch.no_grad():
+        p = gen(a)
+    assert not torch.allclose(p["conv0.weight"][0], p["conv0.weight"][1])
+
+
+def test_loss_backward_and_parts():
+    torch.manual_seed(1)
+    primary = small_convnet()
+    gen = GenerativeHyperNetwork(primary, noise_dim=5, extractor_hidden=(8,), code_size=3)
+    x = torch.rand(4, 3, 1, 12, 12)
+    y = torch.randint(0, 6, (4, 3))
+    for estimator in ("authors", "kl"):
+        loss, parts = generative_loss(gen, x, y, lam=10.0, estimator=estimator)
+        loss.backward()
+        assert set(parts) == {"ce", "entropy", "accuracy"}
+        assert torch.isclose(loss, 10.0 * parts["ce"] - parts["entropy"])
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gen.parameters())
+
+
+def test_gauge_fixed_generated_network_same_function():
+    primary = ConvNet()
+    gen = GenerativeHyperNetwork(primary).eval()
+    with torch.no_grad():
+        params = gen(gen.sample_noise(2))
+        fixed = gauge_fix(primary, params)
+        x = torch.rand(2, 4, 1, 28, 28)
+        a, b = primary(x, params), primary(x, fixed)
+    assert torch.allclose(a.log_softmax(-1), b.log_softmax(-1), atol=1e-4)
+
+
+def test_errors_name_argument():
+    with pytest.raises(TypeError, match="primary"):
+        GenerativeHyperNetwork(torch.nn.Linear(2, 2))
+    gen = GenerativeHyperNetwork(MLP([2, 3]), noise_dim=4, extractor_hidden=(5,))
+    with pytest.raises(ValueError, match="z"):
+        gen(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="code_size"):
+        GenerativeHyperNetwork(MLP([2, 3, 2]), code_size=[1, 2, 3])
+    with pytest.raises(ValueError, match="generator_hidden"):
+        GenerativeHyperNetwork(MLP([2, 3, 2]), generator_hidden=[(4,)])
+    with pytest.raises(ValueError, match="images/labels"):
+        generative_loss(gen, torch.zeros(2, 3, 2), torch.zeros(2, dtype=torch.long))
