@@ -1193,7 +1193,7 @@ register(
         configs={
             "full": _ROT_FULL,
             "quick": _ROT_FULL
-            | {"n_train": 10_000, "n_test": 2_000, "epochs": 3, "seeds": 2, "depths": [2, 4, 6]},
+            | {"n_train": 20_000, "n_test": 2_000, "epochs": 3, "seeds": 2, "depths": [2, 4, 6]},
             "tiny": _ROT_FULL | _ROT_TINY | {"depths": [2, 3]},
         },
         run=run_rotation,
@@ -1266,7 +1266,7 @@ register(
             "full": _LR_FULL,
             "quick": _LR_FULL
             | {
-                "n_train": 10_000,
+                "n_train": 20_000,
                 "n_test": 2_000,
                 "epochs": 3,
                 "seeds": 2,
@@ -1343,7 +1343,7 @@ register(
         "to a random conv target; MSE(f1, f2) vs MSE(f1, y) per epoch (MNIST, U[-1,1]^784).",
         configs={
             "full": _A1_FULL,
-            "quick": _A1_FULL | {"n_train": 10_000, "n_test": 2_000, "epochs": 10, "seeds": 2},
+            "quick": _A1_FULL | {"n_train": 10_000, "n_test": 2_000, "epochs": 20, "seeds": 2},
             "tiny": _A1_FULL
             | {
                 "n_train": 256,
