@@ -1,0 +1,94 @@
+"""Infinite-width-paper experiments on their tiny configs: structure and sanity of the records."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperlab.experiments import get_experiment, run_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = [
+    "infinite-width-kernel-convergence",
+    "infinite-width-taylor-terms",
+    "infinite-width-representation",
+]
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    """$HYPERLAB_DATA (relative: to the cwd, else to the repo), else ../shared/data."""
+    env = os.environ.get("HYPERLAB_DATA")
+    if env:
+        root = Path(env).expanduser()
+        if not root.is_absolute() and not root.is_dir():
+            root = REPO / root
+    else:
+        root = REPO / ".." / "shared" / "data"
+    return root.resolve()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_preset_runs_and_records(name, tmp_path, data_root):
+    exp = get_experiment(name)
+    assert exp.paper.startswith("On Infinite-Width Hypernetworks")
+    record = run_experiment(
+        name, preset="tiny", out_dir=tmp_path, data_dir=data_root, progress=False
+    )
+    assert record["claims"] and all(isinstance(v, bool) for v in record["claims"].values())
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["metrics"] == json.loads(json.dumps(record["metrics"]))
+    assert saved["paper_reference"]["claims"]
+    assert record["comparison"]
+    for fig in record["figures"]:
+        assert (tmp_path / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kernel_convergence_metrics_shape(tmp_path):
+    record = run_experiment(
+        "infinite-width-kernel-convergence", preset="tiny", out_dir=tmp_path, progress=False
+    )
+    m = record["metrics"]
+    var = m["variance_of_probe_entry"]
+    assert len(var) == len(m["f_widths"]) and len(var[0]) == len(m["g_widths"])
+    assert all(v > 0 for row in var for v in row)  # independent draws really differ
+    assert len(m["analytic_curve"]) == len(m["thetas"])
+
+
+def test_taylor_first_order_is_width_independent(tmp_path):
+    record = run_experiment(
+        "infinite-width-taylor-terms", preset="tiny", out_dir=tmp_path, progress=False
+    )
+    slopes = record["metrics"]["slopes"]
+    # K^(1) is the empirical NTK: O(1) in the width of f for every depth of g
+    assert all(abs(s["1"]) < 0.5 for s in slopes.values()), slopes
+    # r > H terms decay with the width
+    assert slopes["1"]["2"] < -0.5 and slopes["1"]["3"] < slopes["1"]["2"], slopes
+
+
+def test_representation_mse_is_sane(tmp_path, data_root):
+    record = run_experiment(
+        "infinite-width-representation",
+        preset="tiny",
+        out_dir=tmp_path,
+        data_dir=data_root,
+        progress=False,
+    )
+    mse = record["metrics"]["mse"]
+    assert set(mse) == {"s_weighted", "released"}
+    for by_task in mse.values():
+        for by_kernel in by_task.values():
+            for values in by_kernel.values():
+                assert all(0.0 < v < 0.2 and math.isfinite(v) for v in values)
