@@ -23,7 +23,13 @@ from torch import Tensor, nn
 from hyperlab.generative.gauge import Layer, layers_of
 from hyperlab.primary import ConvNet, Primary, check_finite
 
-__all__ = ["BNMLP", "GenerativeHyperNetwork", "PAPER_MNIST_GENERATOR_HIDDEN", "generative_loss"]
+__all__ = [
+    "BNMLP",
+    "GenerativeHyperNetwork",
+    "PAPER_MNIST_GENERATOR_HIDDEN",
+    "generative_loss",
+    "recalibrate_batch_norm",
+]
 
 #: Hidden sizes of the four weight generators of App. A.7 / notes C.2 (W1…W4).
 PAPER_MNIST_GENERATOR_HIDDEN = ((40, 40), (100, 100), (100, 100), (60, 60))
@@ -274,3 +280,30 @@ def generative_loss(
     loss = lam * ce - ent
     acc = (logits.argmax(-1) == labels).float().mean()
     return loss, {"ce": ce.detach(), "entropy": ent.detach(), "accuracy": acc.detach()}
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(
+    model: GenerativeHyperNetwork,
+    *,
+    n_batches: int = 20,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+) -> None:
+    """Replace every batch-norm running average by exact averages over fresh noise batches.
+
+    The released code evaluates with EMA statistics (decay 0.98); after a short training run the
+    EMA still remembers its initial values, so the quick presets recompute the averages
+    ("precise BN") over ``n_batches`` noise batches. Leaves the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    for _ in range(n_batches):
+        model(model.sample_noise(batch_size, generator=generator))
+    for m, mom in zip(norms, saved, strict=True):
+        m.momentum = mom
+    model.eval()
