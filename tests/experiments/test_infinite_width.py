@@ -15,6 +15,7 @@ NAMES = [
     "infinite-width-kernel-convergence",
     "infinite-width-taylor-terms",
     "infinite-width-representation",
+    "infinite-width-dynamics",
 ]
 
 
@@ -92,3 +93,17 @@ def test_representation_mse_is_sane(tmp_path, data_root):
         for by_kernel in by_task.values():
             for values in by_kernel.values():
                 assert all(0.0 < v < 0.2 and math.isfinite(v) for v in values)
+
+
+def test_dynamics_records_every_epoch(tmp_path, data_root):
+    record = run_experiment(
+        "infinite-width-dynamics",
+        preset="tiny",
+        out_dir=tmp_path,
+        data_dir=data_root,
+        progress=False,
+        overrides={"epochs": 2, "g_depths": [3], "g_widths": [10]},
+    )
+    runs = record["metrics"]["accuracy"]["3"]["10"]
+    assert len(runs) == 1 and len(runs[0]) == 3  # initial + one value per epoch
+    assert all(0.0 <= a <= 1.0 for a in runs[0])
