@@ -36,11 +36,40 @@ PAPER_MNIST_GENERATOR_HIDDEN = ((40, 40), (100, 100), (100, 100), (60, 60))
 _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
+class _BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d whose offset is stored divided by ``offset_scale`` (same function at init).
+
+    With Adam this multiplies the offsets' effective learning rate by ``offset_scale``. The
+    offsets are the only source of filter-independent ("mean") weights in a bias-free
+    generator, and with ``offset_scale = 1`` (the paper) they learn slowly; the quick presets
+    use a larger value to shorten the initial plateau.
+    """
+
+    def __init__(self, features: int, eps: float, momentum: float, offset_scale: float):
+        super().__init__(features, eps=eps, momentum=momentum)
+        self.offset_scale = float(offset_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.offset_scale == 1.0:
+            return super().forward(x)
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            factor = (
+                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            )
+        y = nn.functional.batch_norm(
+            x, self.running_mean, self.running_var, None, None, self.training, factor, self.eps
+        )
+        return y * self.weight + self.offset_scale * self.bias
+
+
 class BNMLP(nn.Module):
     """Bias-free MLP: [Linear → leaky-ReLU → BatchNorm] × hidden, then a linear output layer.
 
     ``init_scale`` s: weights are truncated normal with std s/√fan_in (TF's
     ``variance_scaling_initializer(scale=s²)``; the released code uses s = 0.1).
+    ``bn_offset_scale``: see :class:`_BatchNorm` (1 = the paper).
     """
 
     def __init__(
@@ -52,6 +81,7 @@ class BNMLP(nn.Module):
         bn_momentum: float = 0.02,
         bn_eps: float = 1e-7,
         init_scale: float = 0.1,
+        bn_offset_scale: float = 1.0,
     ):
         super().__init__()
         sizes = [int(s) for s in sizes]
@@ -63,7 +93,7 @@ class BNMLP(nn.Module):
             nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.norms = nn.ModuleList(
-            nn.BatchNorm1d(h, eps=bn_eps, momentum=bn_momentum) if batch_norm else nn.Identity()
+            _BatchNorm(h, bn_eps, bn_momentum, bn_offset_scale) if batch_norm else nn.Identity()
             for h in sizes[1:-1]
         )
         for lin in self.linears:
@@ -94,8 +124,9 @@ class GenerativeHyperNetwork(nn.Module):
         code_size: size of each filter code (paper: 15), an int or one per layer.
         generator_hidden: hidden sizes per layer's weight generator; default: the paper's sizes
             for the MNIST target, else two layers of width clamp(filter size, 40, 100).
-        negative_slope, batch_norm, bn_momentum, bn_eps, init_scale: see :class:`BNMLP`
-            (defaults: slope 0.05, BN EMA decay 0.98 = momentum 0.02, eps 1e-7, scale 0.1).
+        negative_slope, batch_norm, bn_momentum, bn_eps, init_scale, bn_offset_scale: see
+            :class:`BNMLP` (defaults: slope 0.05, BN EMA decay 0.98 = momentum 0.02, eps 1e-7,
+            scale 0.1, offset scale 1).
         noise_bound: z ~ U[-noise_bound, noise_bound]^noise_dim.
     """
 
@@ -112,6 +143,7 @@ class GenerativeHyperNetwork(nn.Module):
         bn_momentum: float = 0.02,
         bn_eps: float = 1e-7,
         init_scale: float = 0.1,
+        bn_offset_scale: float = 1.0,
         noise_bound: float = 1.0,
     ):
         super().__init__()
@@ -148,6 +180,7 @@ class GenerativeHyperNetwork(nn.Module):
             bn_momentum=bn_momentum,
             bn_eps=bn_eps,
             init_scale=init_scale,
+            bn_offset_scale=bn_offset_scale,
         )
         total_code = sum(c * k for c, k in zip(codes, self.n_codes, strict=True))
         self.extractor = BNMLP([noise_dim, *extractor_hidden, total_code], **mlp)

@@ -1,0 +1,84 @@
+"""Generating-networks experiments on their tiny configs: structure and sanity of the results."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperlab.experiments import get_experiment, run_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    """$HYPERLAB_DATA (relative: to the cwd, else to the repo), else ../shared/data."""
+    env = os.environ.get("HYPERLAB_DATA")
+    if env:
+        root = Path(env).expanduser()
+        if not root.is_absolute() and not root.is_dir():
+            root = REPO / root
+    else:
+        root = REPO / ".." / "shared" / "data"
+    return root.resolve()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _check_files(record, out: Path):
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["metrics"] == json.loads(json.dumps(record["metrics"]))
+    assert record["claims"] and all(isinstance(v, bool) for v in record["claims"].values())
+    assert set(record["metrics"]["claim_evidence"]) == set(record["claims"])
+    for fig in record["figures"]:
+        assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_registered_with_presets():
+    for name in ("generating-toy-gmm", "generating-mnist"):
+        exp = get_experiment(name)
+        assert set(exp.configs) >= {"full", "quick", "tiny"}
+    full = get_experiment("generating-mnist").configs["full"]
+    assert full["noise_batch"] == 32 and full["images_per_noise"] == 32
+    assert full["lr"] == 3e-4 and full["noise_dim"] == 300 and 1e3 in full["lambdas"]
+
+
+def test_toy_gmm_tiny(tmp_path):
+    record = run_experiment("generating-toy-gmm", preset="tiny", out_dir=tmp_path, progress=False)
+    _check_files(record, tmp_path)
+    m = record["metrics"]
+    assert 0 <= m["components_visited"] <= m["n_components"] == 10
+    assert m["mean_score_on_curve"] > 0
+
+
+def test_mnist_tiny(tmp_path, data_root):
+    record = run_experiment(
+        "generating-mnist", preset="tiny", out_dir=tmp_path, data_dir=data_root, progress=False,
+        overrides={"download": False},
+    )  # fmt: skip
+    _check_files(record, tmp_path)
+    m = record["metrics"]
+    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert set(m["per_lambda"]) == {"1000", "100000"}
+    a = m["analyses"]
+    assert len(a["fgsm"]["single"]) == len(a["fgsm_p"])
+    assert a["fgsm"]["single"][0] == 0.0  # p = 0 never fools a correctly classified image
+    assert len(a["path_interpolated_accuracy"][0]) == record["config"]["path_points"]
+    assert a["path_interpolated_accuracy"][0][0] == a["path_direct_accuracy"][0][0]
+    assert len(a["pca_explained_variance_ratio_all"]) == 6
+    assert "accuracy_histograms.png" in record["figures"]
+    # a second run resumes the finished training checkpoints instead of retraining
+    again = run_experiment(
+        "generating-mnist", preset="tiny", out_dir=tmp_path, data_dir=data_root, progress=False,
+        overrides={"download": False},
+    )  # fmt: skip
+    assert again["metrics"]["accuracy_mean"] == m["accuracy_mean"]
