@@ -25,6 +25,7 @@ def _one_thread():
 
 
 DX, DZ, N = 3, 2, 5
+SLOPE = 0.2  # leaky-ReLU slope in the Monte Carlo tests (far enough from ReLU to matter)
 WIDE_NTK = (1024, 32, 16)  # (f width, g width, draws) of the hyperkernel Monte Carlo
 
 
@@ -52,20 +53,27 @@ def _rel_err(est: torch.Tensor, exact: torch.Tensor) -> float:
     return float((est - exact).abs().max() / exact.abs().max())
 
 
-def _mlp_mc(width: int, depth: int, activation: str, draws: int, seed: int):
-    """(NNGP, NTK) of an NTK-parameterised bias-free MLP averaged over ``draws`` networks.
+def _mlp_mc(width: int, depth: int, activation: str, draws: int, seed: int, bias: bool = False):
+    """(NNGP, NTK) of an NTK-parameterised MLP averaged over ``draws`` networks.
 
     NNGP is Rao-Blackwellised over the readout: E[h h' | features] = a·a'/n. The NTK is the
     exact per-network Jacobian contraction, all networks in one batched forward.
     """
     torch.manual_seed(seed)
     x, _ = _inputs()
-    mlp = MLP([DX, *[width] * (depth - 1), 1], activation, bias=False, parameterization="ntk")
+    mlp = MLP(
+        [DX, *[width] * (depth - 1), 1],
+        activation,
+        bias=bias,
+        parameterization="ntk",
+        negative_slope=SLOPE,
+    )
     params = mlp.init_params((draws,), dtype=DT)
     trunk = MLP(
         [DX, *[width] * (depth - 1)],
         activation,
-        bias=False,
+        bias=bias,
+        negative_slope=SLOPE,
         parameterization="ntk",
         activate_output=True,
     )
@@ -84,13 +92,13 @@ def _mlp_mc(width: int, depth: int, activation: str, draws: int, seed: int):
     return nngp, ntk
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-def test_mlp_kernels_match_monte_carlo(activation):
+@pytest.mark.parametrize(("activation", "bias"), [("relu", False), ("leaky_relu", True)])
+def test_mlp_kernels_match_monte_carlo(activation, bias):
     x, _ = _inputs()
-    exact = MLPKernel(DX, 3, activation=activation, negative_slope=0.01)(x)
+    exact = MLPKernel(DX, 3, activation=activation, negative_slope=SLOPE, bias=bias)(x)
     errs = {}
     for width, draws in ((32, 32), (512, 32)):
-        nngp, ntk = _mlp_mc(width, 3, activation, draws, seed=1)
+        nngp, ntk = _mlp_mc(width, 3, activation, draws, seed=1, bias=bias)
         errs[width] = (_rel_err(nngp, exact["nngp"]), _rel_err(ntk, exact["ntk"]))
     assert errs[512][0] < errs[32][0] and errs[512][1] < errs[32][1], errs
     assert errs[512][0] < 0.05 and errs[512][1] < 0.05, errs
@@ -182,27 +190,37 @@ def test_hyperkernel_matches_monte_carlo():
     assert _rel_err(est[wide], released) > 3 * errs[wide]  # the released form is rejected
 
 
-def test_theta_g_sequential_limit_s_weighted():
+@pytest.mark.parametrize(("activation", "g_bias"), [("relu", False), ("leaky_relu", True)])
+def test_theta_g_sequential_limit_s_weighted(activation, g_bias):
     """Θ^g at f = ∞ (θ ~ GP(S) exactly, Thm 3's sequential limit): S-weighted form wins."""
     x, z = _inputs()
-    hk = HyperKernel(DX, DZ, 3, 3)
+    kw = dict(g_activation=activation, negative_slope=SLOPE, g_bias=g_bias)
+    hk = HyperKernel(DX, DZ, 3, 3, **kw)
     s = MLPKernel(DX, 3)(x, get="nngp")
     chol = torch.linalg.cholesky(s)
     theta_f = MLPKernel(DX, 3)(x, get="ntk")
-    exact = hk((x, z), get="ntk") / theta_f
-    released = HyperKernel(DX, DZ, 3, 3, variant="released")((x, z), get="ntk") / theta_f
+    exact = hk((x, z))
+    released = HyperKernel(DX, DZ, 3, 3, variant="released", **kw)((x, z))
     errs = {}
     for m, draws in ((16, 200), (128, 200)):
         torch.manual_seed(6)
-        g = MLP([DZ, m, m, 1], "relu", bias=False, parameterization="ntk")
+        g = MLP(
+            [DZ, m, m, 1], activation, bias=g_bias, parameterization="ntk", negative_slope=SLOPE
+        )
         xi = torch.randn(draws, g.layout.numel, N, dtype=DT)
         theta = torch.einsum("ij,pkj->pik", chol, xi).requires_grad_(True)
         out = g(z.expand(draws, N, DZ), g.layout.unflatten(theta))[..., 0]
         (grad,) = torch.autograd.grad(out.sum(), theta)  # row i depends on θ(x_i) only
         est = torch.einsum("pik,pjk->ij", grad, grad) / draws
-        errs[m] = (_rel_err(est, exact), _rel_err(est, released))
+        est_nngp = (out[:, :, None] * out[:, None, :]).mean(0).detach()
+        errs[m] = (
+            _rel_err(est, exact["ntk"] / theta_f),
+            _rel_err(est, released["ntk"] / theta_f),
+            _rel_err(est_nngp, exact["nngp"]),
+        )
     assert errs[128][0] < errs[16][0] and errs[128][0] < 0.03, errs
     assert errs[128][1] > 3 * errs[128][0], errs
+    assert errs[128][2] < 0.1, errs  # plain (not Rao-Blackwellised) NNGP estimate: noisier
 
 
 # --- structure: symmetry, PSD, tiling, diagonals, errors ---------------------------------
