@@ -132,3 +132,24 @@ def test_errors_name_argument():
         GenerativeHyperNetwork(MLP([2, 3, 2]), generator_hidden=[(4,)])
     with pytest.raises(ValueError, match="images/labels"):
         generative_loss(gen, torch.zeros(2, 3, 2), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_bn_offset_scale_is_a_reparameterisation(train):
+    from hyperlab.generative.model import _BatchNorm
+
+    torch.manual_seed(2)
+    ref = torch.nn.BatchNorm1d(5, eps=1e-7, momentum=0.02)
+    new = _BatchNorm(5, 1e-7, 0.02, offset_scale=30.0)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 2)
+        ref.bias.normal_()
+        new.weight.copy_(ref.weight)
+        new.bias.copy_(ref.bias / 30.0)
+    ref.train(train)
+    new.train(train)
+    for _ in range(3):
+        x = torch.randn(16, 5) * 3 + 1
+        assert torch.allclose(ref(x), new(x), atol=1e-5)
+    assert torch.allclose(ref.running_mean, new.running_mean)
+    assert torch.allclose(ref.running_var, new.running_var)

@@ -268,7 +268,7 @@ def _is_paper_mnist(primary: Primary) -> bool:
 
 
 def generative_loss(
-    model: GenerativeHyperNetwork,
+    model: GenerativeHyperNetwork | nn.parallel.DistributedDataParallel,
     images: Tensor,
     labels: Tensor,
     *,
@@ -279,6 +279,9 @@ def generative_loss(
     authors_sum_quirk: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of Eq. 1-3: ``λ · CE + (−Ĥ(gauge_fix(G(z))))`` for one noise × image batch.
+
+    ``model`` may be wrapped in ``DistributedDataParallel`` (the forward goes through the
+    wrapper); each rank's entropy term is over its own noise batch.
 
     ``images`` (B, G, *in_shape) and ``labels`` (B, G): network b sees its own G images
     (App. A.7: B = G = 32). ``z`` defaults to B fresh noise vectors. ``estimator``:
@@ -296,20 +299,20 @@ def generative_loss(
         )
     if estimator not in ("authors", "kl"):
         raise ValueError(f"estimator: expected 'authors' or 'kl', got {estimator!r}")
+    gen = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     b = images.shape[0]
     if z is None:
-        z = model.sample_noise(b, device=images.device)
-    params = model(z)
-    logits = model.primary(images, params)
+        z = gen.sample_noise(b, device=images.device)
+    params = model(z)  # through the DDP wrapper when there is one (gradient sync)
+    primary = gen.primary
+    logits = primary(images, params)
     ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-    fixed = (
-        gauge_fix(model.primary, params, authors_sum_quirk=authors_sum_quirk) if gauge else params
-    )
-    flat = model.primary.layout.flatten(fixed)
+    fixed = gauge_fix(primary, params, authors_sum_quirk=authors_sum_quirk) if gauge else params
+    flat = primary.layout.flatten(fixed)
     if estimator == "authors":
-        ent = authors_entropy(flat, model.noise_dim)
+        ent = authors_entropy(flat, gen.noise_dim)
     else:
-        ent = kl_entropy(flat, dim=model.noise_dim, metric="l2", eps=1e-8)
+        ent = kl_entropy(flat, dim=gen.noise_dim, metric="l2", eps=1e-8)
     loss = lam * ce - ent
     acc = (logits.argmax(-1) == labels).float().mean()
     return loss, {"ce": ce.detach(), "entropy": ent.detach(), "accuracy": acc.detach()}
