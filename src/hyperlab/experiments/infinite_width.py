@@ -400,21 +400,20 @@ def run_representation(ctx: RunContext) -> Result:
     test = test_imgs[perm[: cfg["test_images"]]]
     rows, cols = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
     coords = torch.stack([cols.reshape(-1), rows.reshape(-1)], 1).to(DT)  # (784, 2) = (col, row)
+    dev = ctx.device
+    coords = coords.to(dev)
+    names = {"HK": "ntk", "NNGP": "nngp"}
     kernels = {
-        (name, variant): (
-            HyperKernel(
-                784,
-                2,
-                cfg["f_depth"],
-                cfg["g_depth"],
-                z_kernel="rbf",
-                lengthscale=cfg["lengthscale"],
-                variant=variant,
-            ),
-            get,
+        variant: HyperKernel(
+            784,
+            2,
+            cfg["f_depth"],
+            cfg["g_depth"],
+            z_kernel="rbf",
+            lengthscale=cfg["lengthscale"],
+            variant=variant,
         )
         for variant in cfg["variants"]
-        for name, get in (("HK", "ntk"), ("NNGP", "nngp"))
     }
     mse: dict[str, dict[str, dict[str, list[float]]]] = {}
     jitters = []
@@ -424,37 +423,41 @@ def run_representation(ctx: RunContext) -> Result:
         disable=not ctx.progress,
     )
     for task in cfg["tasks"]:
-        x_test = _context(test, task)
-        y_test = test.reshape(test.shape[0], -1).to(DT) / 255.0  # (T, 784)
+        x_test = _context(test, task).to(dev)
+        y_test = (test.reshape(test.shape[0], -1).to(DT) / 255.0).to(dev)  # (T, 784)
         for n in cfg["ns"]:
             imgs = train_imgs[offset : offset + n]
-            x_imgs = _context(imgs, task)
-            pix_imgs = imgs.reshape(n, -1).to(DT) / 255.0
+            x_imgs = _context(imgs, task).to(dev)
+            pix_imgs = (imgs.reshape(n, -1).to(DT) / 255.0).to(dev)
             copies = int(cfg["copies"])
             x_train = x_imgs.repeat_interleave(copies, 0)
-            preds = {key: torch.zeros_like(y_test) for key in kernels}
+            preds = {(k, v): torch.zeros_like(y_test) for v in kernels for k in names}
             for draw in range(cfg["avg_terms"]):
                 gen = _gen(ctx, "pixels", task, n, draw)
-                pix = torch.randint(0, 784, (n * copies,), generator=gen)
+                pix = torch.randint(0, 784, (n * copies,), generator=gen).to(dev)
                 z_train = coords[pix]
-                y_train = pix_imgs.repeat_interleave(copies, 0)[torch.arange(n * copies), pix]
-                for key, (kern, get) in kernels.items():
-                    k_train = kern((x_train, z_train), get=get)
+                rows = torch.arange(n * copies, device=dev)
+                y_train = pix_imgs.repeat_interleave(copies, 0)[rows, pix]
+                for variant, kern in kernels.items():
+                    # both kernels in one pass: they share f's kernels and g's recursion
+                    k_train = kern((x_train, z_train), get=("nngp", "ntk"))
                     for t0 in range(0, test.shape[0], cfg["test_chunk"]):
                         t1 = min(t0 + cfg["test_chunk"], test.shape[0])
                         xt = x_test[t0:t1].repeat_interleave(784, 0)
                         zt = coords.repeat(t1 - t0, 1)
-                        k_cross = kern((xt, zt), (x_train, z_train), get=get)
-                        res = kernel_regression(
-                            k_train,
-                            y_train,
-                            k_cross,
-                            eps=cfg["eps"],
-                            ridge=cfg["ridge"],
-                            jitter="auto",
-                        )
-                        jitters.append(res.jitter)
-                        preds[key][t0:t1] += res.mean.reshape(t1 - t0, 784) / cfg["avg_terms"]
+                        k_cross = kern((xt, zt), (x_train, z_train), get=("nngp", "ntk"))
+                        for name, get in names.items():
+                            res = kernel_regression(
+                                k_train[get],
+                                y_train,
+                                k_cross[get],
+                                eps=cfg["eps"],
+                                ridge=cfg["ridge"],
+                                jitter="auto",
+                            )
+                            jitters.append(res.jitter)
+                            pred = res.mean.reshape(t1 - t0, 784) / cfg["avg_terms"]
+                            preds[(name, variant)][t0:t1] += pred
                 bar.update()
             for (name, variant), pred in preds.items():
                 err = float(((pred - y_test) ** 2).mean())
