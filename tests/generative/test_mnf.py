@@ -76,3 +76,14 @@ def test_errors():
         mnf.sample(0)
     with pytest.raises(ValueError, match="images/labels"):
         mnf.loss(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), 10)
+
+
+def test_sample_is_a_function_of_the_noise():
+    torch.manual_seed(3)
+    mnf = MNFNetwork(ConvNet((1, 12, 12), channels=(4, 3), hidden=(5,), kernel_size=3))
+    eps = mnf.sample_noise(2, generator=torch.Generator().manual_seed(0))
+    a, b = mnf(eps), mnf(eps)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert eps.shape == (2, mnf.noise_dim)
+    with pytest.raises(ValueError, match="noise"):
+        mnf.sample(3, eps)

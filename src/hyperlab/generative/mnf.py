@@ -88,9 +88,19 @@ class _MNFLayer(nn.Module):
         shape[self.z_axis] = self.z_dim
         return (n, *shape)
 
-    def sample(self, n: int) -> tuple[Tensor, Tensor | None, Tensor]:
-        """n weight samples (n, *shape), the bias, and the per-sample KL bound (n,)."""
-        eps0 = torch.randn(n, self.z_dim, device=self.mu_w.device)
+    @property
+    def noise_numel(self) -> int:
+        return self.z_dim + self.layer.weight.numel
+
+    def sample(self, n: int, noise: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """n weight samples (n, *shape), the bias, and the per-sample KL bound (n,).
+
+        ``noise`` (n, z_dim + numel(W)): the standard-normal ε of z₀ and of W (drawn if None).
+        """
+        if noise is None:
+            noise = torch.randn(n, self.noise_numel, device=self.mu_w.device)
+        eps0 = noise[:, : self.z_dim]
+        eps_w = noise[:, self.z_dim :].reshape(n, *self.layer.weight.shape)
         z0 = self.q0_mean + torch.exp(0.5 * self.q0_logvar) * eps0
         log_q = -0.5 * (_LOG2PI + self.q0_logvar + eps0.square()).sum(-1)
         z = z0
@@ -100,7 +110,7 @@ class _MNFLayer(nn.Module):
         logvar = self.logvar_w.clamp(max=self.log_thres)
         var = logvar.exp()
         mean = z.reshape(self._z_view(n)) * self.mu_w
-        w = mean + var.sqrt() * torch.randn_like(mean)
+        w = mean + var.sqrt() * eps_w
         # KL(q(W|z) || N(0, prior_var)), summed over the layer's weights
         kl_w = 0.5 * (
             math.log(self.prior_var) - logvar + (var + mean.square()) / self.prior_var - 1.0
@@ -159,22 +169,47 @@ class MNFNetwork(nn.Module):
     def primary(self) -> Primary:
         return self._primary[0]
 
-    def sample(self, n: int) -> tuple[dict[str, Tensor], Tensor]:
-        """n weight sets (dict with leading dim n) and the summed per-sample KL bound (n,)."""
+    @property
+    def noise_dim(self) -> int:
+        """Size of the full standard-normal noise vector ε behind one weight sample."""
+        return sum(m.noise_numel for m in self.mnf_layers)
+
+    def sample_noise(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """n standard-normal noise vectors (n, noise_dim) (MNFG's "noise", notes C.8)."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n: expected a positive int, got {n!r}")
+        dev = self.mnf_layers[0].mu_w.device
+        return torch.randn(n, self.noise_dim, generator=generator).to(dev)
+
+    def sample(self, n: int, noise: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
+        """n weight sets (dict with leading dim n) and the summed per-sample KL bound (n,).
+
+        ``noise`` (n, noise_dim) makes the sample a deterministic function of ε (for paths).
+        """
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: expected a positive int, got {n!r}")
+        if noise is not None and noise.shape != (n, self.noise_dim):
+            raise ValueError(
+                f"noise: expected shape ({n}, {self.noise_dim}), got {tuple(noise.shape)}"
+            )
         params: dict[str, Tensor] = {}
         kl = 0.0
+        offset = 0
         for m in self.mnf_layers:
-            w, b, k = m.sample(n)
+            eps = None
+            if noise is not None:
+                eps = noise[:, offset : offset + m.noise_numel]
+                offset += m.noise_numel
+            w, b, k = m.sample(n, eps)
             params[m.layer.weight.name] = w
             if b is not None:
                 params[m.layer.bias.name] = b.expand(n, *b.shape)
             kl = kl + k
         return {k: params[k] for k in self.primary.layout.names}, kl
 
-    def forward(self, n: int) -> dict[str, Tensor]:
-        return self.sample(n)[0]
+    def forward(self, noise: Tensor) -> dict[str, Tensor]:
+        """Weights for noise vectors (n, noise_dim): the MNF sampler as a map ε -> θ."""
+        return self.sample(noise.shape[0], noise)[0]
 
     def loss(
         self, images: Tensor, labels: Tensor, n_train: int, kl_weight: float = 1.0
