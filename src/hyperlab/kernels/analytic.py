@@ -1,7 +1,10 @@
 """Analytic infinite-width kernels in NTK parameterization (infinite-width paper, Eq. 2-3).
 
 All kernels are computed in float64 and in tiles: the (N, M) output is preallocated and filled
-block by block, so the working set is O(block² · depth) besides the output itself.
+block by block, so the working set is O(block² · depth) besides the output itself. A symmetric
+call (second batch omitted) computes only the upper-triangle tiles. Row slabs are independent:
+``kernel(u1[a:b], u2)`` on each process (or GPU) gives a distributed computation. Inputs stay on
+their device (CUDA works).
 
 Conventions (paper notation): a network with ``depth`` linear layers has ``depth - 1`` hidden
 activation layers, no biases unless asked, weights N(0, 1), the forward scaled by 1/√fan_in and
