@@ -3,7 +3,7 @@
 All kernels are computed in float64 and in tiles: the (N, M) output is preallocated and filled
 block by block, so the working set is O(block² · depth) besides the output itself. A symmetric
 call (second batch omitted) computes only the upper-triangle tiles. Row slabs are independent:
-``kernel(u1[a:b], u2)`` on each process (or GPU) gives a distributed computation. Inputs stay on
+``kernel((x1[a:b], z1[a:b]), u2)`` per process (or GPU) distributes the work. Inputs stay on
 their device (CUDA works).
 
 Conventions (paper notation): a network with ``depth`` linear layers has ``depth - 1`` hidden
