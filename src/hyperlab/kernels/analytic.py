@@ -3,8 +3,8 @@
 All kernels are computed in float64 and in tiles: the (N, M) output is preallocated and filled
 block by block, so the working set is O(block² · depth) besides the output itself. A symmetric
 call (second batch omitted) computes only the upper-triangle tiles. Row slabs are independent:
-``kernel((x1[a:b], z1[a:b]), u2)`` per process (or GPU) distributes the work. Inputs stay on
-their device (CUDA works).
+``kernel((x1[a:b], z1[a:b]), u2)`` per process distributes the work. Outputs are allocated on
+the inputs' device.
 
 Conventions (paper notation): a network with ``depth`` linear layers has ``depth - 1`` hidden
 activation layers, no biases unless asked, weights N(0, 1), the forward scaled by 1/√fan_in and
