@@ -82,3 +82,15 @@ def test_mnist_tiny(tmp_path, data_root):
         overrides={"download": False},
     )  # fmt: skip
     assert again["metrics"]["accuracy_mean"] == m["accuracy_mean"]
+
+
+def test_mnf_baseline_tiny(tmp_path, data_root):
+    record = run_experiment(
+        "generating-mnf-baseline", preset="tiny", out_dir=tmp_path, data_dir=data_root,
+        progress=False, overrides={"download": False},
+    )  # fmt: skip
+    _check_files(record, tmp_path)
+    m = record["metrics"]
+    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["analyses"]["fgsm"]["single"][0] == 0.0
