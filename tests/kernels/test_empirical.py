@@ -115,8 +115,11 @@ def test_factorised_hyperkernel_chunked_head():
     )
 
 
-def test_empirical_hyperkernel_approaches_analytic():
-    """Eq. 13: K^h → Θ^h; the mean over a few wide draws is close, a narrow one is not."""
+@pytest.mark.parametrize("bias", [False, True])
+def test_empirical_hyperkernel_approaches_analytic(bias):
+    """Eq. 13: K^h → Θ^h; the mean over a few wide draws is close, a narrow one is not.
+
+    With biases, f's are trained from zero and g's are generated (HyperKernel.from_model)."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 3, generator=g, dtype=DT)
     z = torch.randn(4, 2, generator=g, dtype=DT)
@@ -124,14 +127,17 @@ def test_empirical_hyperkernel_approaches_analytic():
     errs = []
     for n, m in ((8, 4), (256, 64)):
         ks = []
-        for seed in range(8):
+        for seed in range(16):
             torch.manual_seed(seed)
-            gm = MLP([2, m, m, 1], "relu", bias=False, parameterization="ntk")
-            model = HyperModel(gm, 3, (n,), parameterization="ntk", bias=False).to(DT)
+            gm = MLP([2, m, m, 1], "relu", bias=bias, parameterization="ntk")
+            model = HyperModel(gm, 3, (n,), parameterization="ntk", bias=bias).to(DT)
             ks.append(hyper_ntk(model, (x, z)))
-        exact = HyperKernel.from_model(model)((x, z), get="ntk")
+        hk = HyperKernel.from_model(model)
+        assert (hk.f.bias, hk.g_bias) == (bias, bias)
+        exact = hk((x, z), get="ntk")
         errs.append(float((torch.stack(ks).mean(0) - exact).abs().max() / exact.abs().max()))
-    assert errs[1] < errs[0] and errs[1] < 0.2, errs
+    # single draws are heavy-tailed (powers of f's empirical NNGP): a loose bound on the mean
+    assert errs[1] < errs[0] and errs[1] < 0.25, errs
 
 
 def test_taylor_terms_first_and_second_order():
