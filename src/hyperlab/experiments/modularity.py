@@ -322,6 +322,8 @@ def _figure(
     fig = errorbar_curves(list(x), clean, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy)
     if logx:
         fig.axes[0].set_xscale("log")
+    elif all(isinstance(v, int) for v in x):
+        fig.axes[0].set_xticks(list(x))
     return save_figure(fig, ctx.figure_path(stem)).name
 
 
