@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -651,11 +652,11 @@ def run_dynamics(ctx: RunContext) -> Result:
             acc.setdefault(str(depth), {})[str(width)] = runs
     bar.close()
     final = {
-        dep: {w: float(np.nanmean([r[-1] for r in runs])) for w, runs in by_w.items()}
+        dep: {w: _nanmean([r[-1] for r in runs]) for w, runs in by_w.items()}
         for dep, by_w in acc.items()
     }
     initial = {
-        dep: {w: float(np.nanmean([r[0] for r in runs])) for w, runs in by_w.items()}
+        dep: {w: _nanmean([r[0] for r in runs]) for w, runs in by_w.items()}
         for dep, by_w in acc.items()
     }
     widths = [str(w) for w in cfg["g_widths"]]
@@ -689,9 +690,16 @@ def run_dynamics(ctx: RunContext) -> Result:
             "parameterization with hyperfan-in init (the released code used PyTorch's default "
             "init), SGD without momentum; labels: nearest multiple of 30 degrees of the relative "
             "angle a2 (notes B.4)",
-            f"{cfg['seeds']} seeds per setting (the paper: 100)",
+            f"{cfg['seeds']} seeds per setting (the paper: 100); a diverged run (non-finite "
+            "loss) is recorded as NaN and left out of the means",
         ],
     )
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean over the runs that did not diverge (NaN if all did)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _dynamics_fig(ctx, acc, cfg) -> str:
@@ -702,7 +710,9 @@ def _dynamics_fig(ctx, acc, cfg) -> str:
     for ax, dep in zip(axes[0], depths, strict=True):
         for w, runs in acc[dep].items():
             arr = np.array(runs, dtype=float)
-            mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
+            with warnings.catch_warnings():  # all-diverged settings give NaN curves, quietly
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
             ep = np.arange(arr.shape[1])
             ax.errorbar(ep, mean, yerr=std, capsize=2, label=f"width {w}")
         ax.set_title(f"{cfg['dataset']}, g depth {dep}")
