@@ -658,7 +658,7 @@ _MNIST_FULL: dict[str, Any] = {
     "noise_dim": 300,
     "extractor_hidden": [300, 300],
     "code_size": 15,
-    "bn_offset_scale": 1.0,  # 1 = the paper; >1 speeds up the BN offsets (quick preset)
+    "bn_offset_scale": 1.0,  # 1 = the paper; >1 raises the BN offsets' effective lr
     "lambdas": [1e3, 3e6],  # 1e3: released code; 3e6: the alternative in its comment
     "main_lambda": 1e3,
     "estimator": "authors",

@@ -41,8 +41,8 @@ class _BatchNorm(nn.BatchNorm1d):
 
     With Adam this multiplies the offsets' effective learning rate by ``offset_scale``. The
     offsets are the only source of filter-independent ("mean") weights in a bias-free
-    generator, and with ``offset_scale = 1`` (the paper) they learn slowly; the quick presets
-    use a larger value to shorten the initial plateau.
+    generator. 1 = the paper. (Measured on the quick MNIST preset: 30 did not shorten the
+    initial plateau of ~300 steps, so no preset uses it.)
     """
 
     def __init__(self, features: int, eps: float, momentum: float, offset_scale: float):
