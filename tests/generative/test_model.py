@@ -153,3 +153,21 @@ def test_bn_offset_scale_is_a_reparameterisation(train):
         assert torch.allclose(ref(x), new(x), atol=1e-5)
     assert torch.allclose(ref.running_mean, new.running_mean)
     assert torch.allclose(ref.running_var, new.running_var)
+
+
+def test_precise_bn_uses_batch_statistics_of_fresh_noise():
+    from hyperlab.generative.model import recalibrate_batch_norm
+
+    torch.manual_seed(4)
+    gen = GenerativeHyperNetwork(MLP([3, 4, 2]), noise_dim=6, extractor_hidden=(7,), code_size=2)
+    recalibrate_batch_norm(
+        gen, n_batches=1, batch_size=4096, generator=torch.Generator().manual_seed(0)
+    )
+    assert not gen.training
+    z = gen.sample_noise(4096, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        eval_out = gen(z)
+        gen.train()
+        train_out = gen(z)
+    for k in eval_out:  # running stats = that batch's stats (up to unbiased vs biased variance)
+        assert torch.allclose(eval_out[k], train_out[k], atol=1e-3), k
