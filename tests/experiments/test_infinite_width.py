@@ -87,12 +87,32 @@ def test_representation_mse_is_sane(tmp_path, data_root):
         data_dir=data_root,
         progress=False,
     )
-    mse = record["metrics"]["mse"]
+    m = record["metrics"]
+    mse = m["mse"]
     assert set(mse) == {"s_weighted", "released"}
     for by_task in mse.values():
         for by_kernel in by_task.values():
             for values in by_kernel.values():
                 assert all(0.0 < v < 0.2 and math.isfinite(v) for v in values)
+    # Table 1 in one place per task, the trained HN row aligned with n_train
+    runs = record["config"]["hn_runs"]
+    for task in ("representation", "inpainting"):
+        tab = m[task]
+        ns = tab["n_train"]
+        assert ns == m["ns"]
+        assert tab["hyperkernel_mse"] == mse[tab["kernel_variant"]][task]["HK"]
+        assert tab["nngp_mse"] == mse[tab["kernel_variant"]][task]["NNGP"]
+        for key in ("hypernetwork_mse", "hypernetwork_mse_std", "hypernetwork_train_mse"):
+            assert len(tab[key]) == len(ns), key
+        assert all(len(r) == runs for r in tab["hypernetwork_mse_runs"])
+        assert all(len(r) == runs for r in tab["hypernetwork_diverged"])
+        # a trained HN predicting pixels in [0, 1]: finite, and well below an all-ones guess
+        assert all(0.0 < v < 0.5 and math.isfinite(v) for v in tab["hypernetwork_mse"])
+        assert all(v >= 0.0 for v in tab["hypernetwork_mse_std"])
+        assert tab["paper"]["hypernetwork_mse"][-1] < 0.066  # "0.49" read as 0.049
+    rows = [r for r in record["comparison"] if " HN " in r[0]]
+    assert len(rows) == 2 * len(m["ns"])
+    assert any("hypernetwork" in k or "HN" in k for k in record["claims"])
 
 
 def test_dynamics_records_every_epoch(tmp_path, data_root):
@@ -104,6 +124,41 @@ def test_dynamics_records_every_epoch(tmp_path, data_root):
         progress=False,
         overrides={"epochs": 2, "g_depths": [3], "g_widths": [10]},
     )
-    runs = record["metrics"]["accuracy"]["3"]["10"]
+    m = record["metrics"]
+    runs = m["accuracy"]["3"]["10"]
     assert len(runs) == 1 and len(runs[0]) == 3  # initial + one value per epoch
     assert all(0.0 <= a <= 1.0 for a in runs[0])
+    assert m["diverged_at_epoch"]["3"]["10"] == [None]
+    assert m["diverged_runs"]["3"]["10"] == 0
+    assert math.isclose(m["chance"], 1 / 12)
+
+
+def test_dynamics_divergence_is_recorded_not_raised(tmp_path, data_root):
+    """An absurd learning rate diverges: recorded as NaN with its epoch, and claims still bools."""
+    record = run_experiment(
+        "infinite-width-dynamics",
+        preset="tiny",
+        out_dir=tmp_path,
+        data_dir=data_root,
+        progress=False,
+        overrides={
+            "epochs": 2,
+            "g_depths": [3, 6],
+            "g_widths": [10],
+            "lr": 1e6,
+            "n_train": 50,
+            "n_test": 20,
+            "batch_size": 25,
+        },
+    )
+    m = record["metrics"]
+    for dep in ("3", "6"):
+        (curve,) = m["accuracy"][dep]["10"]
+        (epoch,) = m["diverged_at_epoch"][dep]["10"]
+        assert epoch in (1, 2), m["diverged_at_epoch"]
+        assert len(curve) == 3 and math.isfinite(curve[0])
+        assert all(math.isnan(a) for a in curve[epoch:])
+        assert m["diverged_runs"][dep]["10"] == 1
+    assert all(isinstance(v, bool) for v in record["claims"].values())
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["metrics"]["diverged_at_epoch"] == m["diverged_at_epoch"]
