@@ -94,3 +94,12 @@ def test_mnf_baseline_tiny(tmp_path, data_root):
     for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement"):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["analyses"]["fgsm"]["single"][0] == 0.0
+
+
+def test_changed_model_settings_do_not_resume_other_checkpoints(tmp_path, data_root):
+    kw = dict(preset="tiny", out_dir=tmp_path, data_dir=data_root, progress=False)
+    base = {"download": False, "lambdas": [1000.0], "main_lambda": 1000.0}
+    run_experiment("generating-mnist", overrides=base, **kw)
+    run_experiment("generating-mnist", overrides=base | {"authors_sum_quirk": True}, **kw)
+    dirs = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert len(dirs) == 2 and all(d.startswith("lambda_1000-") for d in dirs)

@@ -277,6 +277,36 @@ class _Loss:
         return loss
 
 
+def _config_key(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """Short hash of the settings that shape a trained model but are not in TrainConfig, so a
+    changed setting never resumes a checkpoint trained with another (fit() checks the rest)."""
+    import hashlib
+    import json
+
+    blob = json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+_GEN_KEYS = (
+    "noise_dim",
+    "extractor_hidden",
+    "code_size",
+    "bn_offset_scale",
+    "estimator",
+    "authors_sum_quirk",
+    "noise_batch",
+)
+_MNF_KEYS = (
+    "flows_q",
+    "flows_r",
+    "flow_hidden",
+    "thres_var",
+    "prior_var",
+    "kl_weight",
+    "weight_samples",
+)
+
+
 def _train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
     from hyperlab import ConvNet
     from hyperlab.generative import GenerativeHyperNetwork
@@ -309,7 +339,7 @@ def _train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
         _Loss(lam, int(cfg["noise_batch"]), cfg["estimator"], bool(cfg["authors_sum_quirk"])),
         {"x": data["train_x"], "y": data["train_y"]},
         train_cfg,
-        checkpoint_dir=ctx.checkpoint_dir(f"lambda_{lam:g}"),
+        checkpoint_dir=ctx.checkpoint_dir(f"lambda_{lam:g}-{_config_key(cfg, _GEN_KEYS)}"),
         device=ctx.device,
     )
     seconds = time.perf_counter() - t0
@@ -823,7 +853,7 @@ def run_mnf(ctx: RunContext) -> Result:
         _MNFLoss(int(cfg["weight_samples"]), n_train, float(cfg["kl_weight"])),
         {"x": data["train_x"], "y": data["train_y"]},
         train_cfg,
-        checkpoint_dir=ctx.checkpoint_dir("mnf"),
+        checkpoint_dir=ctx.checkpoint_dir(f"mnf-{_config_key(cfg, _MNF_KEYS)}"),
         device=ctx.device,
     )
     train_seconds = time.perf_counter() - t0
