@@ -368,7 +368,7 @@ def _hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("networks")
         ax.set_title(label)
-    fig.suptitle("Accuracy of generated networks (Fig. 2)")
+    fig.suptitle("Accuracy of generated networks (Fig. 2)", y=1.03)
     save_figure(fig, ctx.figure_path("accuracy_histograms"))
     return "accuracy_histograms.png"
 
