@@ -29,8 +29,6 @@ from hyperlab.data import (
 )
 from hyperlab.data import datasets as ds
 
-REPO = Path(__file__).resolve().parents[2]
-
 # From shared/data/README.md.
 MNIST_COUNTS = {
     "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
@@ -38,19 +36,6 @@ MNIST_COUNTS = {
 }
 MNIST_MEAN_PIXEL = {"train": 33.32, "test": 33.79}
 SIZES = {"train": 60000, "test": 10000}
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    """$HYPERLAB_DATA (relative paths: to the cwd, else to the repo), else ../shared/data."""
-    env = os.environ.get("HYPERLAB_DATA")
-    if env:
-        root = Path(env).expanduser()
-        if not root.is_absolute() and not root.is_dir():
-            root = REPO / root
-    else:
-        root = REPO / ".." / "shared" / "data"
-    return root.resolve()
 
 
 def _require(root: Path, folder: str, names: list[str]) -> Path:

@@ -1,36 +1,9 @@
 """Generating-networks experiments on their tiny configs: structure and sanity of the results."""
 
 import json
-import os
 from pathlib import Path
 
-import pytest
-import torch
-
 from hyperlab.experiments import get_experiment, run_experiment
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    """$HYPERLAB_DATA (relative: to the cwd, else to the repo), else ../shared/data."""
-    env = os.environ.get("HYPERLAB_DATA")
-    if env:
-        root = Path(env).expanduser()
-        if not root.is_absolute() and not root.is_dir():
-            root = REPO / root
-    else:
-        root = REPO / ".." / "shared" / "data"
-    return root.resolve()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _check_files(record, out: Path):

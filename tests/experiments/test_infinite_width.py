@@ -2,43 +2,17 @@
 
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
-import torch
 
 from hyperlab.experiments import get_experiment, run_experiment
 
-REPO = Path(__file__).resolve().parents[2]
 NAMES = [
     "infinite-width-kernel-convergence",
     "infinite-width-taylor-terms",
     "infinite-width-representation",
     "infinite-width-dynamics",
 ]
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    """$HYPERLAB_DATA (relative: to the cwd, else to the repo), else ../shared/data."""
-    env = os.environ.get("HYPERLAB_DATA")
-    if env:
-        root = Path(env).expanduser()
-        if not root.is_absolute() and not root.is_dir():
-            root = REPO / root
-    else:
-        root = REPO / ".." / "shared" / "data"
-    return root.resolve()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("name", NAMES)

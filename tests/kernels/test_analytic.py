@@ -15,15 +15,6 @@ from hyperlab.primary import MLP
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 DX, DZ, N = 3, 2, 5
 SLOPE = 0.2  # leaky-ReLU slope in the Monte Carlo tests (far enough from ReLU to matter)
 WIDE_NTK = (1024, 32, 16)  # (f width, g width, draws) of the hyperkernel Monte Carlo

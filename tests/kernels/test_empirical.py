@@ -14,15 +14,6 @@ from hyperlab.primary import MLP
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mlp(out: int = 1) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(

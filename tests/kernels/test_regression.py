@@ -15,15 +15,6 @@ from hyperlab.kernels.regression import (
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_matches_direct_solve_and_defaults():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(30, 4, generator=g, dtype=DT)
