@@ -940,6 +940,23 @@ def run_mnf(ctx: RunContext) -> Result:
     return Result(metrics, claims, figures, comparison, notes)
 
 
+# The analysis settings the MNF baseline shares with generating-mnist, preset by preset.
+_ANALYSIS_KEYS = (
+    "ensemble_size",
+    "n_ensembles",
+    "n_diversity",
+    "fgsm_images",
+    "fgsm_ensemble",
+    "fgsm_max_p",
+    "fgsm_p_step",
+    "n_pca",
+    "path_pairs",
+    "path_points",
+    "path_images",
+    "eval_chunk",
+    "accuracy_claim_threshold",
+    "cpu_threads",
+)
 _MNF_FULL: dict[str, Any] = {
     "download": True,
     "n_train": 55_000,
@@ -955,68 +972,13 @@ _MNF_FULL: dict[str, Any] = {
     "batch_size": 100,
     "lr": 1e-3,
     "epochs": 100,
-} | {
-    k: _MNIST_FULL[k]
-    for k in (
-        "ensemble_size",
-        "n_ensembles",
-        "n_diversity",
-        "fgsm_images",
-        "fgsm_ensemble",
-        "fgsm_max_p",
-        "fgsm_p_step",
-        "n_pca",
-        "path_pairs",
-        "path_points",
-        "path_images",
-        "eval_chunk",
-        "accuracy_claim_threshold",
-        "cpu_threads",
-    )
-}
+} | {k: _MNIST_FULL[k] for k in _ANALYSIS_KEYS}
 _MNF_QUICK = (
-    _MNF_FULL
-    | {
-        k: _MNIST_QUICK[k]
-        for k in (
-            "n_train",
-            "n_test",
-            "ensemble_size",
-            "n_ensembles",
-            "n_diversity",
-            "fgsm_images",
-            "fgsm_ensemble",
-            "fgsm_p_step",
-            "n_pca",
-            "path_pairs",
-            "path_points",
-            "path_images",
-            "eval_chunk",
-            "accuracy_claim_threshold",
-        )
-    }
-    | {"epochs": 4}
+    _MNF_FULL | {k: _MNIST_QUICK[k] for k in ("n_train", "n_test", *_ANALYSIS_KEYS)} | {"epochs": 4}
 )
 _MNF_TINY = (
     _MNF_QUICK
-    | {
-        k: _MNIST_TINY[k]
-        for k in (
-            "n_train",
-            "n_test",
-            "ensemble_size",
-            "n_ensembles",
-            "n_diversity",
-            "fgsm_images",
-            "fgsm_ensemble",
-            "fgsm_p_step",
-            "n_pca",
-            "path_pairs",
-            "path_points",
-            "path_images",
-            "accuracy_claim_threshold",
-        )
-    }
+    | {k: _MNIST_TINY[k] for k in ("n_train", "n_test", *_ANALYSIS_KEYS)}
     | {"epochs": 1, "batch_size": 64, "flow_hidden": 8}
 )
 
