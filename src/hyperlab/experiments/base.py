@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import importlib
 import json
 import math
@@ -58,10 +59,14 @@ class RunContext:
         """A per-training-run checkpoint folder under ``out_dir/checkpoints``."""
         return self.out_dir.joinpath("checkpoints", *(str(p) for p in parts))
 
-    def generator(self, *parts: object) -> torch.Generator:
-        """A CPU generator seeded from the run seed and ``parts`` (stable across runs)."""
+    def seed_for(self, *parts: object) -> int:
+        """A 31-bit seed from the run seed and ``parts``; every part counts, stable across runs."""
         key = json.dumps([self.seed, *[str(p) for p in parts]])
-        return torch.Generator().manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 33
+
+    def generator(self, *parts: object) -> torch.Generator:
+        """A CPU generator seeded by :meth:`seed_for` (an independent stream per ``parts``)."""
+        return torch.Generator().manual_seed(self.seed_for("gen", *parts))
 
 
 @dataclass

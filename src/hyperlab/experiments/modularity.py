@@ -13,8 +13,6 @@ per-seed values, and the paper's qualitative claims as booleans computed from th
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,21 +77,6 @@ class Task:
     )
 
 
-def _key_seed(ctx: RunContext, *key: object) -> int:
-    """A 31-bit seed from the run seed and ``key`` (every part counts)."""
-    text = json.dumps([ctx.seed, *[str(p) for p in key]])
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 33
-
-
-def _gen(ctx: RunContext, *parts: object) -> torch.Generator:
-    """A CPU generator seeded from the run seed and ``parts``.
-
-    (Not ``RunContext.generator``: that one reduces the key's bytes modulo 2**63, which keeps
-    only its first 8 characters, so different parts gave the same stream.)
-    """
-    return torch.Generator().manual_seed(_key_seed(ctx, "gen", *parts))
-
-
 def _fit_eval(
     ctx: RunContext,
     model: nn.Module,
@@ -117,7 +100,7 @@ def _fit_eval(
         lr=float(lr),
         optimizer="sgd",
         momentum=float(cfg.get("momentum", 0.0)),
-        seed=_key_seed(ctx, *key),
+        seed=ctx.seed_for(*key),
         progress=False,
         desc="-".join(map(str, key)),
     )
@@ -173,7 +156,7 @@ def _tune_lr(
     epochs = cfg["tune_epochs"] or cfg["epochs"]
     scores = []
     for lr in cfg["tune_lrs"]:
-        model = build(_gen(ctx, "tune-init", *key))
+        model = build(ctx.generator("tune-init", *key))
         res = _fit_eval(ctx, model, val_task, lr=float(lr), epochs=epochs, key=("tune", *key))
         scores.append(res[task.primary])
     finite = [(s, lr) for s, lr in zip(scores, cfg["tune_lrs"], strict=True) if math.isfinite(s)]
@@ -225,7 +208,7 @@ def _sweep(
                     info = _tune_lr(ctx, lambda g, b=build, v=v: b(v, g), task, (name, v))
                     tuning[name].append({"value": v, **info})
                     chosen[name][i] = info["best_lr"]
-                model = build(v, _gen(ctx, "init", name, v, s))
+                model = build(v, ctx.generator("init", name, v, s))
                 if on_model is not None and s == 0:
                     on_model(name, v, model)
                 scores = _fit_eval(
@@ -595,7 +578,7 @@ def _rotation_task(ctx: RunContext, s: int) -> Task:
         return {k: out[k].to(batch["image"].device) for k in ("x", "cond", "y")}
 
     def freeze(raw: dict[str, Tensor], tag: str) -> dict[str, Tensor]:
-        out = rotation_batch(raw["image"], _gen(ctx, "angles", tag, s))
+        out = rotation_batch(raw["image"], ctx.generator("angles", tag, s))
         return {k: out[k] for k in ("x", "cond", "y")}
 
     return Task(
@@ -807,7 +790,7 @@ def _colorization_task(ctx: RunContext, s: int) -> Task:
         return {k: out[k].to(batch["rgb"].device) for k in ("x", "cond", "y")}
 
     def freeze(raw: dict[str, Tensor], tag: str) -> dict[str, Tensor]:
-        out = colorization_batch(raw["rgb"], _gen(ctx, "pixels", tag, s), n_pixels=p,
+        out = colorization_batch(raw["rgb"], ctx.generator("pixels", tag, s), n_pixels=p,
                                  flatten=False)  # fmt: skip
         return {k: out[k] for k in ("x", "cond", "y")}
 
@@ -934,7 +917,7 @@ def _assumption_inputs(ctx: RunContext, space: str, s: int):
             x = torch.rand(m, *shape, generator=gen) * 2 - 1
             return {"x": x.to(batch["index"].device)}
 
-        test = torch.rand(int(cfg["n_test"]), *shape, generator=_gen(ctx, "uniform", s))
+        test = torch.rand(int(cfg["n_test"]), *shape, generator=ctx.generator("uniform", s))
         return {"index": torch.arange(n)}, transform, test * 2 - 1, shape
     if space not in _LOADERS:
         raise ValueError(f"inputs: expected 'uniform' or one of {sorted(_LOADERS)}, got {space!r}")
@@ -966,7 +949,7 @@ def run_unique_approximator(ctx: RunContext) -> Result:
         curves = {"f1_f2": [], "f1_y": [], "f2_y": []}  # [seed][epoch]
         for s in range(seeds):
             train, transform, test_x, shape = _assumption_inputs(ctx, space, s)
-            target = ConvTarget(shape, cfg["target_channels"], _gen(ctx, "target", space, s))
+            target = ConvTarget(shape, cfg["target_channels"], ctx.generator("target", space, s))
             target = target.to(ctx.device)
             test_x = test_x.to(ctx.device)
             with torch.no_grad():
@@ -983,11 +966,11 @@ def run_unique_approximator(ctx: RunContext) -> Result:
                 mse = nn.functional.mse_loss
                 return {"f1_f2": mse(a, b), "f1_y": mse(a, test_y), "f2_y": mse(b, test_y)}
 
-            gens = [_gen(ctx, "student", space, s, j) for j in (1, 2)]
+            gens = [ctx.generator("student", space, s, j) for j in (1, 2)]
             model = StudentPair(math.prod(shape), int(cfg["hidden"]), gens)
             train_cfg = TrainConfig(
                 epochs=epochs, batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]),
-                momentum=float(cfg["momentum"]), seed=_key_seed(ctx, space, s), progress=False,
+                momentum=float(cfg["momentum"]), seed=ctx.seed_for(space, s), progress=False,
             )  # fmt: skip
             try:
                 hist = fit(
