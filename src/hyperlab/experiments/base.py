@@ -201,7 +201,10 @@ def run_experiment(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run an experiment and write ``out_dir/results.json``; return that record."""
+    """Run an experiment and write ``out_dir/results.json``; return that record.
+
+    A config key ``cpu_threads`` sets torch's CPU threads for the run (restored afterwards).
+    """
     exp = get_experiment(name)
     cfg = exp.config(preset, overrides)
     dev = resolve_device(device)
@@ -217,8 +220,14 @@ def run_experiment(
         progress=progress,
     )
     torch.manual_seed(int(seed))
+    threads = torch.get_num_threads()
+    if dev.type == "cpu" and cfg.get("cpu_threads"):
+        torch.set_num_threads(int(cfg["cpu_threads"]))  # small models: 1 thread avoids spin-waits
     start = time.perf_counter()
-    result = exp.run(ctx)
+    try:
+        result = exp.run(ctx)
+    finally:
+        torch.set_num_threads(threads)
     record = {
         "experiment": name,
         "paper": exp.paper,

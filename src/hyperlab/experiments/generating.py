@@ -30,12 +30,6 @@ from hyperlab.plots import plt, save_figure
 PAPER = "Generating Neural Networks with Neural Networks (Deutsch, arXiv 1801.01952)"
 
 
-def _one_thread_if_cpu(ctx: RunContext) -> None:
-    """On a shared CPU machine OpenMP spin-waiting makes 2 threads ~10x slower than 1."""
-    if ctx.device.type == "cpu" and ctx.config.get("cpu_threads"):
-        torch.set_num_threads(int(ctx.config["cpu_threads"]))
-
-
 # ------------------------------------------------------------------------------------------
 # Toy problem (Sec. 4.1, notes C.7)
 # ------------------------------------------------------------------------------------------
@@ -87,7 +81,6 @@ class ToyGenerator(nn.Module):
 
 def run_toy_gmm(ctx: RunContext) -> Result:
     cfg = ctx.config
-    _one_thread_if_cpu(ctx)
     gen_init = ctx.generator("init")
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen_init)))
     score = GaussianMixtureScore(cfg["n_components"], cfg["mixture_seed"])
@@ -554,7 +547,6 @@ def _filters_figure(ctx, w: Tensor, tag: str) -> str:
 
 def run_mnist(ctx: RunContext) -> Result:
     cfg = ctx.config
-    _one_thread_if_cpu(ctx)
     data = _mnist(ctx)
     lambdas = [float(v) for v in cfg["lambdas"]]
     main_lam = float(cfg["main_lambda"])
@@ -826,7 +818,6 @@ def run_mnf(ctx: RunContext) -> Result:
     from hyperlab.train import TrainConfig, fit
 
     cfg = ctx.config
-    _one_thread_if_cpu(ctx)
     data = _mnist(ctx)
     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator("init"))))
     mnf = MNFNetwork(
