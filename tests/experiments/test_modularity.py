@@ -2,18 +2,14 @@
 
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 from hyperlab.cli import main
 from hyperlab.data import DataNotFoundError
 from hyperlab.experiments import get_experiment, run_experiment
-
-REPO = Path(__file__).resolve().parents[2]
 
 # (experiment, name of the swept metric, score names) for the hypernetwork-vs-embedding sweeps.
 SWEEPS = [
@@ -24,28 +20,6 @@ SWEEPS = [
     ("modularity-lr-sensitivity", "lrs", ["error", "nll"]),
     ("modularity-colorization", "depths", ["mse"]),
 ]
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    """$HYPERLAB_DATA (relative: to the cwd, else to the repo), else ../shared/data."""
-    env = os.environ.get("HYPERLAB_DATA")
-    if env:
-        root = Path(env).expanduser()
-        if not root.is_absolute() and not root.is_dir():
-            root = REPO / root
-    else:
-        root = REPO / ".." / "shared" / "data"
-    return root.resolve()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waiting on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _check_record(record, out: Path):
