@@ -420,32 +420,51 @@ def run_synthetic_depth(ctx: RunContext) -> Result:
         | {"k": k}
         for k in depths
     ]
-    h, e = metrics["hypernetwork_mse"], metrics["embedding_mse"]
-    claims, evidence = _comparison_claims(
-        depths, h, e, what="depth k of f / e", score="MSE (unseen I)",
-        beat_from=lambda k: k >= 3, beat_label="at every k >= 3 and every",
+    return _synthetic_result(
+        ctx, "k", depths, metrics, table, stem="fig1a_depth", what="depth k of f / e",
+        claim_kw={"beat_from": lambda k: k >= 3, "beat_label": "at every k >= 3 and every"},
+        xlabel="number of layers k of f / e",
+        title=f"Fig. 1a: y(x, I) = <x, h(I)>, d_x = {cfg['d_x']} ({ctx.preset})",
     )  # fmt: skip
-    hs, es = metrics["hypernetwork_mse_seen_conditions"], metrics["embedding_mse_seen_conditions"]
+
+
+def _synthetic_result(
+    ctx: RunContext,
+    key: str,
+    values: list,
+    metrics: dict,
+    table: Mapping,
+    *,
+    stem: str,
+    what: str,
+    claim_kw: Mapping[str, Any],
+    xlabel: str,
+    title: str,
+) -> Result:
+    """Claims (unseen and seen conditions), the four-curve figure and the rows of Fig. 1a/1b."""
+    claims, evidence = _comparison_claims(
+        values, metrics["hypernetwork_mse"], metrics["embedding_mse"],
+        what=what, score="MSE (unseen I)", **claim_kw,
+    )  # fmt: skip
     c2, ev2 = _comparison_claims(
-        depths, hs, es, what="depth k of f / e", score="MSE (seen I, fresh x)",
-        beat_from=lambda k: k >= 3, beat_label="at every k >= 3 and every",
-        h_improves=False, e_flat=False,
+        values, metrics["hypernetwork_mse_seen_conditions"],
+        metrics["embedding_mse_seen_conditions"], what=what, score="MSE (seen I, fresh x)",
+        **{**claim_kw, "h_improves": False, "e_flat": False},
     )  # fmt: skip
     claims |= c2
     metrics["claim_evidence"] = evidence | ev2
     fig = _figure(
-        ctx, "fig1a_depth", depths,
+        ctx, stem, values,
         {
             "hypernetwork": table["hypernetwork_mse"],
             "embedding": table["embedding_mse"],
             "hypernetwork (seen I)": table["hypernetwork_mse_seen_conditions"],
             "embedding (seen I)": table["embedding_mse_seen_conditions"],
         },
-        xlabel="number of layers k of f / e", ylabel="test MSE",
-        title=f"Fig. 1a: y(x, I) = <x, h(I)>, d_x = {cfg['d_x']} ({ctx.preset})", logy=True,
+        xlabel=xlabel, ylabel="test MSE", title=title, logy=True,
     )  # fmt: skip
-    comparison = _pair_rows("k", depths, metrics, "mse")
-    comparison += _pair_rows("k", depths, metrics, "mse_seen_conditions")
+    comparison = _pair_rows(key, values, metrics, "mse")
+    comparison += _pair_rows(key, values, metrics, "mse_seen_conditions")
     return Result(metrics=metrics, claims=claims, figures=[fig], comparison=comparison,
                   notes=_tune_notes(metrics))  # fmt: skip
 
@@ -491,32 +510,12 @@ def run_synthetic_embedding_dim(ctx: RunContext) -> Result:
         **metrics,
         "parameter_counts": counts,
     }
-    h, e = metrics["hypernetwork_mse"], metrics["embedding_mse"]
-    claims, evidence = _comparison_claims(
-        steps, h, e, what="embedding dimension i", score="MSE (unseen I)", h_improves=False
-    )
-    hs, es = metrics["hypernetwork_mse_seen_conditions"], metrics["embedding_mse_seen_conditions"]
-    c2, ev2 = _comparison_claims(
-        steps, hs, es, what="embedding dimension i", score="MSE (seen I, fresh x)",
-        h_improves=False, e_flat=False,
-    )  # fmt: skip
-    claims |= c2
-    metrics["claim_evidence"] = evidence | ev2
-    fig = _figure(
-        ctx, "fig1b_embedding_dim", steps,
-        {
-            "hypernetwork": table["hypernetwork_mse"],
-            "embedding": table["embedding_mse"],
-            "hypernetwork (seen I)": table["hypernetwork_mse_seen_conditions"],
-            "embedding (seen I)": table["embedding_mse_seen_conditions"],
-        },
+    return _synthetic_result(
+        ctx, "i", steps, metrics, table, stem="fig1b_embedding_dim",
+        what="embedding dimension i", claim_kw={"h_improves": False},
         xlabel=f"i (embedding dim: {cfg['f_dim_step']}i for f, {cfg['e_dim_step']}i for e)",
-        ylabel="test MSE", title=f"Fig. 1b: d_x = d_I = {cfg['d_x']} ({ctx.preset})", logy=True,
+        title=f"Fig. 1b: d_x = d_I = {cfg['d_x']} ({ctx.preset})",
     )  # fmt: skip
-    comparison = _pair_rows("i", steps, metrics, "mse")
-    comparison += _pair_rows("i", steps, metrics, "mse_seen_conditions")
-    return Result(metrics=metrics, claims=claims, figures=[fig], comparison=comparison,
-                  notes=_tune_notes(metrics))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------
