@@ -27,6 +27,11 @@ def test_unknown_names_and_overrides_are_clear_errors():
     exp = get_experiment("modularity-synthetic-depth")
     with pytest.raises(ValueError, match="--set nope"):
         exp.config("tiny", {"nope": 1})
+    with pytest.raises(ValueError, match=r"--set depths: expected a list like \[2, 3\], got 5"):
+        exp.config("tiny", {"depths": 5})
+    with pytest.raises(ValueError, match="--set lr: expected a number"):
+        exp.config("tiny", {"lr": "fast"})
+    assert exp.config("tiny", {"n_conditions": 4, "lr": 1})["n_conditions"] == 4
     with pytest.raises(ValueError, match="preset"):
         exp.config("huge")
     assert parse_overrides(["lr=0.1", "depths=[2,3]", "dataset=mnist"], {"lr": 1.0}) == {

@@ -106,8 +106,27 @@ class Experiment:
                 raise ValueError(
                     f"--set {key}: unknown config key for {self.name}; known: {sorted(cfg)}"
                 )
+            default = cfg[key]
+            if default is not None and value is not None and _kind(value) != _kind(default):
+                raise ValueError(
+                    f"--set {key}: expected a {_kind(default)} like {json.dumps(default)}, "
+                    f"got {value!r}"
+                )
             cfg[key] = value
         return cfg
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a config value, for checking overrides against the defaults."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "mapping"
+    return "string" if isinstance(value, str) else type(value).__name__
 
 
 REGISTRY: dict[str, Experiment] = {}
