@@ -7,10 +7,14 @@ import torch
 
 from hyperlab.cli import main
 from hyperlab.experiments import run_experiment
+from hyperlab.experiments.claims import Claim, format_evidence
 from hyperlab.report import ReportError, find_results, load_records, render_report, write_report
 
 
 def _fake_run(folder, name, claims, evidence=None, figures=()):
+    evidence = evidence or {}
+    claims = [{"claim": c, "paper_ref": "Fig. 9", "held": h, "evidence": evidence.get(c, {})}
+              for c, h in claims.items()]  # fmt: skip
     folder.mkdir(parents=True)
     for fig in figures:
         (folder / fig).write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -23,7 +27,10 @@ def _fake_run(folder, name, claims, evidence=None, figures=()):
         "seed": 0,
         "device": "cpu",
         "config": {"dataset": "mnist"},
-        "metrics": {"claim_evidence": evidence or {}},
+        "metrics": {},
+        "command": f"hyperlab run {name} --quick",
+        "git": {"commit": "0123456789abcdef", "dirty": False},
+        "machine": {"cpu_count": 2, "processor": "x86_64", "torch_threads": 2},
         "paper_reference": {"claims": ["the paper says so"]},
         "claims": claims,
         "comparison": [["k=2: error hyper / emb", "qualitative", "0.1 | 0.2"]],
@@ -36,16 +43,18 @@ def _fake_run(folder, name, claims, evidence=None, figures=()):
 
 
 def test_table_has_one_row_per_claim_with_numbers_and_verdict(tmp_path):
-    _fake_run(tmp_path / "runs" / "a", "exp-a", {"c1": True, "c2": False}, {"c1": "0.1 vs 0.2"},
-              figures=["fig.png"])  # fmt: skip
+    _fake_run(tmp_path / "runs" / "a", "exp-a", {"c1": True, "c2": False, "c4": None},
+              {"c1": {"hn": 0.1, "emb": 0.2}}, figures=["fig.png"])  # fmt: skip
     _fake_run(tmp_path / "runs" / "b", "exp-b", {"c3": True})
     text, out = write_report([tmp_path / "runs"], tmp_path / "page" / "report.md")
     assert out.read_text() == text
-    rows = [line for line in text.splitlines() if line.startswith("| exp-")]
-    assert len(rows) == 3
-    assert "| exp-a (quick, dataset=mnist) | Fig. 9 | c1 | 0.1 vs 0.2 | yes |" in rows
-    assert any("| c2 |" in r and r.endswith("| **no** |") for r in rows)
-    assert "2 run(s); 2 of 3 checked claims held." in text
+    rows = [line for line in text.splitlines() if line.startswith("| Fig. 9 |")]
+    assert len(rows) == 4
+    assert ("| Fig. 9 | c1 | hn = 0.1; emb = 0.2 | yes | `hyperlab run exp-a --quick` | quick | "
+            "seed 0, 0.0 min | 2-core x86_64 CPU, 2 threads | 0123456789 |") in rows  # fmt: skip
+    assert any("| c2 |" in r and "| **no** |" in r for r in rows)
+    assert any("| c4 |" in r and "| not judged |" in r for r in rows)
+    assert "2 run(s); 2 of 3 judged claims held (1 could not be judged)." in text
     assert "0.1 \\| 0.2" in text  # pipes inside cells are escaped
     assert "![fig.png](../runs/a/fig.png)" in text  # relative to the page
     assert (out.parent / "../runs/a/fig.png").resolve().is_file()
@@ -76,9 +85,9 @@ def test_cli_report_on_real_runs(tmp_path, capsys, one_thread):
     rec = run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "r1", **kw)
     assert main(["report", str(tmp_path / "r1"), "--out", str(tmp_path / "report.md")]) == 0
     text = (tmp_path / "report.md").read_text()
-    for claim, held in rec["claims"].items():
-        evidence = rec["metrics"]["claim_evidence"][claim]
-        assert f"| {claim} | {evidence} | {'yes' if held else '**no**'} |" in text
+    for c in map(Claim.from_dict, rec["claims"]):
+        verdict = {True: "yes", False: "**no**", None: "not judged"}[c.held]
+        assert f"| {c.claim} | {format_evidence(c.evidence)} | {verdict} |" in text
     for fig in rec["figures"]:
         assert f"](r1/{fig})" in text
     capsys.readouterr()
@@ -91,4 +100,4 @@ def test_cli_report_on_real_runs(tmp_path, capsys, one_thread):
 def test_render_without_claims(tmp_path):
     rec = _fake_run(tmp_path / "x", "exp-x", {})
     text = render_report([(tmp_path / "x" / "results.json", rec)], tmp_path)
-    assert "| exp-x (quick, dataset=mnist) | Fig. 9 | (none) |" in text
+    assert "| Fig. 9 | (none) |" in text

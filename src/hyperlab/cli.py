@@ -1,20 +1,22 @@
-"""Command line: ``hyperlab list | run NAME | report DIR...``."""
+"""Command line: ``hyperlab list | show NAME | run NAME | report DIR...``."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from hyperlab.experiments.base import (
-    PRESETS,
     UnknownExperimentError,
+    describe_experiment,
     discover,
     format_comparison,
     get_experiment,
-    parse_overrides,
     run_experiment,
 )
+from hyperlab.experiments.config import parse_overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,11 +26,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments and the figure or table each reproduces")
+    show = sub.add_parser("show", help="an experiment's config keys: type, value per preset, "
+                          "meaning")  # fmt: skip
+    show.add_argument("name", help="experiment name (see `hyperlab list`)")
     r = sub.add_parser("run", help="run one experiment; writes DIR/results.json and figures")
     r.add_argument("name", help="experiment name (see `hyperlab list`)")
     r.add_argument("--quick", action="store_true", help="scaled-down sizes (minutes on a CPU)")
     r.add_argument(
-        "--preset", choices=PRESETS, help="config preset (default full; --quick = quick)"
+        "--preset",
+        help="config preset: full, quick, tiny or a named variant (see `hyperlab "
+        "show NAME`; default full; --quick = quick)",
     )
     r.add_argument("--out", default=None, help="output directory (default runs/NAME[-quick])")
     r.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
@@ -61,7 +68,14 @@ def _list() -> int:
     width = max(len(n) for n in exps)
     for name in sorted(exps):
         e = exps[name]
-        print(f"{name.ljust(width)}  {e.reproduces:<12} {e.summary}")
+        head = f"{name.ljust(width)}  {e.reproduces}"
+        print(head if len(head) <= 98 else head[:95] + "...")
+        print(textwrap.fill(e.summary, 98, initial_indent="    ", subsequent_indent="    "))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    print(describe_experiment(get_experiment(args.name)))
     return 0
 
 
@@ -70,11 +84,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--quick conflicts with --preset {args.preset}")
     preset = "quick" if args.quick else (args.preset or "full")
     exp = get_experiment(args.name)
-    overrides = parse_overrides(args.set, exp.configs[preset])
+    overrides = parse_overrides(args.set)
     for flag, key, value in (("--dataset", "dataset", args.dataset), ("--tune", "tune", args.tune)):
         if value in (None, False):
             continue
-        if key not in exp.configs[preset]:
+        if key not in exp.config_class.keys():
             raise ValueError(f"{flag}: {args.name} has no {key!r} setting")
         overrides[key] = value
     out = args.out or f"runs/{args.name}" + ("" if preset == "full" else f"-{preset}")
@@ -87,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         overrides=overrides,
         progress=not args.no_progress,
+        command=args.command_line,
     )
     print(format_comparison(record))
     print(f"\nresults: {out}/results.json; figures: {', '.join(record['figures'])}")
@@ -106,10 +121,14 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hyperlab`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.command_line = shlex.join(["hyperlab", *argv])
     try:
         if args.command == "list":
             return _list()
+        if args.command == "show":
+            return _show(args)
         if args.command == "run":
             return _run(args)
         if args.command == "report":

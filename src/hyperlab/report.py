@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperlab.experiments.base import RESULTS_NAME
+from hyperlab.experiments.claims import Claim, format_evidence
 from hyperlab.io import atomic_write_text
 
 __all__ = ["ReportError", "find_results", "load_records", "render_report", "write_report"]
@@ -80,12 +81,30 @@ def _run_label(record: Mapping[str, Any]) -> str:
     return f"{record['experiment']} ({record.get('preset', '?')}{tail})"
 
 
-def _evidence(record: Mapping[str, Any], claim: str) -> str:
-    ev = record.get("metrics", {}).get("claim_evidence", {})
-    if claim in ev:
-        return str(ev[claim])
-    rows = record.get("comparison", [])
-    return "; ".join(f"{r[0]}: {r[2]}" for r in rows[:3]) if rows else "(see run)"
+def _claims(record: Mapping[str, Any]) -> list[Claim]:
+    return [Claim.from_dict(c) for c in record["claims"]]
+
+
+def _provenance(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(command, seeds and wall time, machine, commit) of a run."""
+    command = (
+        record.get("command")
+        or f"hyperlab run {record['experiment']} --preset "
+        f"{record.get('preset', '?')} --seed {record.get('seed', 0)}"
+    )
+    cfg = record.get("config", {})
+    seeds = cfg.get("seeds") or cfg.get("draws") or cfg.get("hn_runs")
+    run = f"seed {record.get('seed', '?')}" + (f" ({seeds} repetitions)" if seeds else "")
+    if "wall_seconds" in record:
+        run += f", {record['wall_seconds'] / 60:.1f} min"
+    m = record.get("machine") or {}
+    machine = m.get("gpu") or (f"{m.get('cpu_count', '?')}-core {m.get('processor', '')} CPU, "
+                               f"{m.get('torch_threads', '?')} threads" if m else "?")  # fmt: skip
+    git = record.get("git") or {}
+    commit = (
+        (git.get("commit", "?")[:10] + (" (dirty)" if git.get("dirty") else "")) if git else "?"
+    )
+    return command, run, machine, commit
 
 
 def render_report(
@@ -97,24 +116,24 @@ def render_report(
     papers = sorted({str(r.get("paper", "")) for _, r in records if r.get("paper")})
     if papers:
         lines += ["Paper(s): " + "; ".join(papers), ""]
-    held = sum(bool(v) for _, r in records for v in r["claims"].values())
-    total = sum(len(r["claims"]) for _, r in records)
-    lines += [f"{len(records)} run(s); {held} of {total} checked claims held.", ""]
+    claims = [c for _, r in records for c in _claims(r)]
+    held = sum(c.held is True for c in claims)
+    judged = sum(c.held is not None for c in claims)
+    lines += [f"{len(records)} run(s); {held} of {judged} judged claims held "
+              f"({len(claims) - judged} could not be judged).", ""]  # fmt: skip
     summary = []
     for _, r in records:
-        for claim, ok in r["claims"].items():
-            summary.append(
-                (
-                    _run_label(r),
-                    r.get("reproduces", ""),
-                    claim,
-                    _evidence(r, claim),
-                    "yes" if ok else "**no**",
-                )
-            )
+        command, run, machine, commit = _provenance(r)
+        for c in _claims(r):
+            ok = {True: "yes", False: "**no**", None: "not judged"}[c.held]
+            summary.append((c.paper_ref or r.get("reproduces", ""), c.claim,
+                            format_evidence(c.evidence), ok, f"`{command}`",
+                            r.get("preset", "?"), run, machine, commit))  # fmt: skip
         if not r["claims"]:
-            summary.append((_run_label(r), r.get("reproduces", ""), "(none)", "", ""))
-    lines += _table(["run", "paper figure", "claim", "our numbers", "held"], summary)
+            summary.append((r.get("reproduces", ""), "(none)", "", "", f"`{command}`",
+                            r.get("preset", "?"), run, machine, commit))  # fmt: skip
+    lines += _table(["paper", "claim", "ours", "held", "command", "preset", "seeds, wall time",
+                     "machine", "commit"], summary)  # fmt: skip
     for path, r in records:
         lines += ["", f"## {_run_label(r)}", ""]
         lines.append(f"{r.get('summary', '')}".strip())

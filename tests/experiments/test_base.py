@@ -1,14 +1,15 @@
-"""The experiment registry and run context."""
+"""The experiment registry, run context and runner."""
 
 import pytest
 import torch
 
 from hyperlab.experiments import get_experiment
-from hyperlab.experiments.base import RunContext, UnknownExperimentError, parse_overrides
+from hyperlab.experiments.base import RunContext, UnknownExperimentError
+from hyperlab.experiments.config import ConfigError
 
 
 def _ctx(seed: int) -> RunContext:
-    return RunContext("x", "tiny", {}, seed, torch.device("cpu"), out_dir=None)
+    return RunContext("x", "tiny", None, seed, torch.device("cpu"), out_dir=None)
 
 
 def test_every_part_of_a_generator_key_counts():
@@ -25,17 +26,35 @@ def test_unknown_names_and_overrides_are_clear_errors():
     with pytest.raises(UnknownExperimentError, match="Did you mean modularity-rotation"):
         get_experiment("modularity-rotaton")
     exp = get_experiment("modularity-synthetic-depth")
-    with pytest.raises(ValueError, match="--set nope"):
+    with pytest.raises(ConfigError, match="--set nope: unknown config key .* valid keys: "):
         exp.config("tiny", {"nope": 1})
-    with pytest.raises(ValueError, match=r"--set depths: expected a list like \[2, 3\], got 5"):
+    with pytest.raises(ConfigError, match=r"--set depths: expected a list"):
         exp.config("tiny", {"depths": 5})
-    with pytest.raises(ValueError, match="--set lr: expected a number"):
+    with pytest.raises(ConfigError, match="--set lr: expected a number"):
         exp.config("tiny", {"lr": "fast"})
-    assert exp.config("tiny", {"n_conditions": 4, "lr": 1})["n_conditions"] == 4
-    with pytest.raises(ValueError, match="preset"):
+    cfg = exp.config("tiny", {"n_conditions": 4, "lr": 1})
+    assert cfg.n_conditions == 4 and cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    with pytest.raises(ConfigError, match="preset"):
         exp.config("huge")
-    assert parse_overrides(["lr=0.1", "depths=[2,3]", "dataset=mnist"], {"lr": 1.0}) == {
-        "lr": 0.1,
-        "depths": [2, 3],
-        "dataset": "mnist",
-    }
+
+
+def test_context_without_out_dir_names_it():
+    with pytest.raises(ValueError, match="out_dir"):
+        _ctx(0).figure_path("x")
+
+
+def test_fit_runs_on_the_context_device_with_its_seed_and_folder(tmp_path):
+    ctx = RunContext("x", "tiny", None, 5, torch.device("cpu"), out_dir=tmp_path)
+    model = torch.nn.Linear(2, 1)
+    data = {"x": torch.randn(8, 2), "y": torch.randn(8, 1)}
+
+    def loss(m, b):
+        return torch.nn.functional.mse_loss(m(b["x"]), b["y"])
+
+    hist = ctx.fit(model, loss, data, key=("a", 1), epochs=2, batch_size=4, lr=0.1)
+    assert len(hist) == 2
+    assert (tmp_path / "checkpoints" / "a" / "1" / "last.pt").is_file()
+    again = torch.nn.Linear(2, 1)
+    again.load_state_dict(torch.nn.Linear(2, 1).state_dict())
+    # same key and seed: the finished run is resumed, not retrained
+    assert len(ctx.fit(again, loss, data, key=("a", 1), epochs=2, batch_size=4, lr=0.1)) == 2

@@ -128,8 +128,8 @@ def test_errors_name_argument():
         gen(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="code_size"):
         GenerativeHyperNetwork(MLP([2, 3, 2]), code_size=[1, 2, 3])
-    with pytest.raises(ValueError, match="generator_hidden"):
-        GenerativeHyperNetwork(MLP([2, 3, 2]), generator_hidden=[(4,)])
+    with pytest.raises(ValueError, match="weight_generator_hidden"):
+        GenerativeHyperNetwork(MLP([2, 3, 2]), weight_generator_hidden=[(4,)])
     with pytest.raises(ValueError, match="images/labels"):
         generative_loss(gen, torch.zeros(2, 3, 2), torch.zeros(2, dtype=torch.long))
 

@@ -228,8 +228,13 @@ def test_symmetric_psd_and_tiling_independent():
         cross = hk((x, z), (x, z), block_size=23)
         for k in ("nngp", "ntk"):
             assert full[k].dtype == DT and full[k].shape == (70, 70)
-            torch.testing.assert_close(full[k], tiled[k], rtol=1e-12, atol=1e-12)
-            torch.testing.assert_close(full[k], cross[k], rtol=1e-12, atol=1e-12)
+            # off the diagonal tiling changes nothing; on it, arccos near cos = 1 amplifies the
+            # GEMM's rounding (which depends on the tile shape) to ~sqrt(eps) relative
+            off = ~torch.eye(70, dtype=torch.bool)
+            for other in (tiled[k], cross[k]):
+                torch.testing.assert_close(full[k][off], other[off], rtol=1e-12, atol=1e-12)
+                torch.testing.assert_close(full[k].diagonal(), other.diagonal(), rtol=1e-7,
+                                           atol=0)  # fmt: skip
             assert torch.equal(full[k], full[k].T)
             assert float(torch.linalg.eigvalsh(full[k]).min()) > -1e-9 * float(full[k].max())
     mk = MLPKernel(DX, 4, activation="leaky_relu")(x, block_size=9)

@@ -1,4 +1,10 @@
-"""Named experiments reproducing the three papers' figures and tables (``hyperlab list``)."""
+"""Named experiments reproducing the three papers' figures and tables (``hyperlab list``).
+
+One package per paper (:mod:`.modularity`, :mod:`.infinite_width`, :mod:`.generating`), one
+module per figure or table; the machinery they share lives in :mod:`.base` (registry, runner,
+:class:`RunContext`), :mod:`.config` (typed configs), :mod:`.claims`, :mod:`.stats`,
+:mod:`.evaluate`, :mod:`.figures` and :mod:`.papers`.
+"""
 
 from hyperlab.experiments.base import (
     PRESETS,
@@ -7,23 +13,36 @@ from hyperlab.experiments.base import (
     Result,
     RunContext,
     UnknownExperimentError,
+    describe_experiment,
     discover,
     format_comparison,
     get_experiment,
     register,
     run_experiment,
 )
+from hyperlab.experiments.claims import Claim
+from hyperlab.experiments.config import Config, ConfigError, param
+from hyperlab.experiments.papers import GENERATING, INFINITE_WIDTH, MODULARITY, Paper
 
 __all__ = [
+    "GENERATING",
+    "INFINITE_WIDTH",
+    "MODULARITY",
     "PRESETS",
     "REGISTRY",
+    "Claim",
+    "Config",
+    "ConfigError",
     "Experiment",
+    "Paper",
     "Result",
     "RunContext",
     "UnknownExperimentError",
+    "describe_experiment",
     "discover",
     "format_comparison",
     "get_experiment",
+    "param",
     "register",
     "run_experiment",
 ]

@@ -1,30 +1,40 @@
 """Experiment registry and runner: every paper figure/table is a named, configurable run.
 
-An :class:`Experiment` has presets ``full`` (the paper's sizes), ``quick`` (minutes on 2 CPU
-cores) and ``tiny`` (seconds, for tests: same code path). :func:`run_experiment` runs one,
-writes ``results.json`` atomically (config, metrics, the paper's reference values and which of
-its claims held) beside the figures, and returns the same record.
+An :class:`Experiment` has a typed config (:mod:`hyperlab.experiments.config`) whose defaults are
+the paper's sizes (preset ``full``), and presets ``quick`` (minutes on 2 CPU cores), ``tiny``
+(seconds, for tests: the same code path) and optional named variants, each an override of those
+defaults. :func:`run_experiment` runs one, writes ``results.json`` atomically (resolved config,
+metrics, claims with their evidence, provenance) beside the figures, and returns the record.
+
+:class:`RunContext` is the only way an experiment gets randomness (:meth:`RunContext.seed_for`,
+:meth:`RunContext.generator`), its device, and a training run (:meth:`RunContext.fit`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import importlib
 import json
 import math
+import os
 import pkgutil
 import platform
+import subprocess
+import textwrap
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from hyperlab.experiments.claims import Claim, format_evidence
+from hyperlab.experiments.config import Config, ConfigError
+from hyperlab.experiments.papers import Paper
 from hyperlab.io import atomic_write_json, ensure_writable_dir
 
 PRESETS = ("full", "quick", "tiny")
@@ -44,23 +54,31 @@ class RunContext:
 
     name: str
     preset: str
-    config: dict[str, Any]
+    config: Any  # the experiment's Config subclass
     seed: int
     device: torch.device
-    out_dir: Path
+    out_dir: Path | None
     data_dir: Path | None = None
     progress: bool = True
 
     def figure_path(self, stem: str) -> Path:
         """Where to save figure ``stem`` (PNG)."""
-        return self.out_dir / f"{stem}.png"
+        return self._out() / f"{stem}.png"
 
     def checkpoint_dir(self, *parts: object) -> Path:
         """A per-training-run checkpoint folder under ``out_dir/checkpoints``."""
-        return self.out_dir.joinpath("checkpoints", *(str(p) for p in parts))
+        return self._out().joinpath("checkpoints", *(str(p) for p in parts))
+
+    def _out(self) -> Path:
+        if self.out_dir is None:
+            raise ValueError("RunContext.out_dir: this context has no output folder")
+        return self.out_dir
 
     def seed_for(self, *parts: object) -> int:
-        """A 31-bit seed from the run seed and ``parts``; every part counts, stable across runs."""
+        """A 31-bit seed from the run seed and ``parts``; every part counts, stable across runs.
+
+        The one seed-derivation function of the experiments: every stream comes from here.
+        """
         key = json.dumps([self.seed, *[str(p) for p in parts]])
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 33
 
@@ -68,17 +86,63 @@ class RunContext:
         """A CPU generator seeded by :meth:`seed_for` (an independent stream per ``parts``)."""
         return torch.Generator().manual_seed(self.seed_for("gen", *parts))
 
+    def fit(
+        self,
+        model: nn.Module,
+        loss: Callable,
+        data: Mapping[str, torch.Tensor],
+        *,
+        key: Sequence[object],
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        optimizer: str = "sgd",
+        momentum: float = 0.0,
+        lr_decay: float = 1.0,
+        seed_key: Sequence[object] | None = None,
+        progress: bool = False,
+        desc: str | None = None,
+        **kwargs: Any,
+    ):
+        """:func:`hyperlab.train.fit` on this run's device, with the checkpoint folder
+        ``checkpoints/<key>`` and the seed :meth:`seed_for` ``(*(seed_key or key))``.
+
+        ``kwargs`` (``evaluate``, ``transform``) pass through. Returns the History.
+        """
+        from hyperlab.train import TrainConfig, fit
+
+        cfg = TrainConfig(
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            lr=float(lr),
+            optimizer=optimizer,  # type: ignore[arg-type]
+            momentum=float(momentum),
+            lr_decay=float(lr_decay),
+            seed=self.seed_for(*(key if seed_key is None else seed_key)),
+            progress=bool(progress and self.progress),
+            desc=desc or "-".join(map(str, key)),
+        )
+        return fit(
+            model.to(self.device),
+            loss,
+            data,
+            cfg,
+            checkpoint_dir=self.checkpoint_dir(*key),
+            device=self.device,
+            **kwargs,
+        )
+
 
 @dataclass
 class Result:
-    """What an experiment returns: metrics, claim checks, figures, and rows to print.
+    """What an experiment returns: metrics, claims, figures, and rows to print.
 
-    ``comparison`` rows are (quantity, paper, ours) strings shown side by side; ``claims`` maps
-    each of the paper's qualitative claims to whether our run reproduced it.
+    ``comparison`` rows are (quantity, paper, ours) strings shown side by side; ``claims`` are
+    the paper's statements with the numbers behind them and whether they held on this run.
     """
 
     metrics: dict[str, Any]
-    claims: dict[str, bool] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     comparison: list[tuple[str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -86,70 +150,54 @@ class Result:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment: what it reproduces, its presets and its run function."""
+    """A registered experiment: what it reproduces, its typed config, presets and run function.
+
+    ``presets`` maps ``full``, ``quick``, ``tiny`` (and optional named variants) to overrides of
+    the config's defaults; ``full`` is usually empty (the defaults are the paper's sizes).
+    """
 
     name: str
-    paper: str
+    paper: Paper
     reproduces: str
     summary: str
-    configs: Mapping[str, Mapping[str, Any]]
+    config_class: type[Config]
+    presets: Mapping[str, Mapping[str, Any]]
     run: Callable[[RunContext], Result]
     paper_reference: Mapping[str, Any] = field(default_factory=dict)
 
-    def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The preset's config with ``overrides`` applied (keys must exist)."""
-        if preset not in self.configs:
-            raise ValueError(f"preset: expected one of {sorted(self.configs)}, got {preset!r}")
-        cfg = dict(self.configs[preset])
-        for key, value in (overrides or {}).items():
-            if key not in cfg:
-                raise ValueError(
-                    f"--set {key}: unknown config key for {self.name}; known: {sorted(cfg)}"
-                )
-            default = cfg[key]
-            if default is not None and value is not None and _kind(value) != _kind(default):
-                raise ValueError(
-                    f"--set {key}: expected a {_kind(default)} like {json.dumps(default)}, "
-                    f"got {value!r}"
-                )
-            cfg[key] = value
-        return cfg
-
-
-def _kind(value: Any) -> str:
-    """The JSON kind of a config value, for checking overrides against the defaults."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, Mapping):
-        return "mapping"
-    return "string" if isinstance(value, str) else type(value).__name__
+    def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Config:
+        """The preset's config with ``overrides`` applied, type- and range-checked."""
+        if preset not in self.presets:
+            raise ConfigError(f"preset: expected one of {sorted(self.presets)}, got {preset!r}")
+        base = self.config_class().replace(self.presets[preset])
+        try:
+            return base.replace(overrides or {})
+        except ConfigError as e:
+            raise ConfigError(f"--set {e}") from None
 
 
 REGISTRY: dict[str, Experiment] = {}
 
 
 def register(experiment: Experiment) -> Experiment:
-    """Add an experiment to the registry (names are unique)."""
-    missing = [p for p in PRESETS if p not in experiment.configs]
+    """Add an experiment to the registry (names are unique; every preset must be valid)."""
+    missing = [p for p in PRESETS if p not in experiment.presets]
     if missing:
-        raise ValueError(f"experiment {experiment.name}: configs lack presets {missing}")
+        raise ValueError(f"experiment {experiment.name}: presets lack {missing}")
     if experiment.name in REGISTRY:
         raise ValueError(f"experiment {experiment.name!r} is registered twice")
+    for preset in experiment.presets:
+        experiment.config(preset)  # a bad preset fails at import, not mid-run
     REGISTRY[experiment.name] = experiment
     return experiment
 
 
 def discover() -> dict[str, Experiment]:
-    """Import every module of :mod:`hyperlab.experiments` so that all experiments register."""
+    """Import every module below :mod:`hyperlab.experiments` so that all experiments register."""
     import hyperlab.experiments as pkg
 
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.startswith("_") and info.name != "base":
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
+        importlib.import_module(info.name)
     return REGISTRY
 
 
@@ -164,23 +212,6 @@ def get_experiment(name: str) -> Experiment:
             "(see `hyperlab list`)"
         )
     return REGISTRY[name]
-
-
-def parse_overrides(items: list[str] | None, base: Mapping[str, Any]) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are JSON (numbers, lists, true/false) or strings."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set: expected key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        if key in base and isinstance(base[key], float) and isinstance(value, int):
-            value = float(value)
-        out[key] = value
-    return out
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -198,15 +229,42 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _finite(obj: Any) -> Any:
+def _json_safe(obj: Any) -> Any:
     """NaN/inf -> None so results.json stays valid JSON."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [_json_safe(v) for v in obj]
     return obj
+
+
+def _git_commit() -> dict[str, Any] | None:
+    """The commit of the source checkout hyperlab runs from (None outside a git checkout)."""
+    src = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=src, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(dirty)}
+
+
+def _machine(dev: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
 
 
 def run_experiment(
@@ -219,10 +277,12 @@ def run_experiment(
     data_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run an experiment and write ``out_dir/results.json``; return that record.
 
-    A config key ``cpu_threads`` sets torch's CPU threads for the run (restored afterwards).
+    The config's ``cpu_threads`` sets torch's CPU threads for the run (restored afterwards).
+    ``command`` (the CLI line, when run from the CLI) is recorded for the reproduction record.
     """
     exp = get_experiment(name)
     cfg = exp.config(preset, overrides)
@@ -238,39 +298,45 @@ def run_experiment(
         data_dir=Path(data_dir) if data_dir is not None else None,
         progress=progress,
     )
-    torch.manual_seed(int(seed))
+    torch.manual_seed(int(seed))  # library defaults that draw from the global stream
     threads = torch.get_num_threads()
-    if dev.type == "cpu" and cfg.get("cpu_threads"):
-        torch.set_num_threads(int(cfg["cpu_threads"]))  # small models: 1 thread avoids spin-waits
+    if dev.type == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(int(cfg.cpu_threads))  # small models: 1 thread avoids spin-waits
     start = time.perf_counter()
     try:
+        machine = _machine(dev)
         result = exp.run(ctx)
     finally:
         torch.set_num_threads(threads)
     record = {
         "experiment": name,
-        "paper": exp.paper,
+        "paper": str(exp.paper),
+        "arxiv": exp.paper.arxiv,
         "reproduces": exp.reproduces,
         "summary": exp.summary,
         "preset": preset,
         "seed": int(seed),
         "device": str(dev),
-        "config": cfg,
+        "config": cfg.to_dict(),
+        "overrides": dict(overrides or {}),
         "metrics": result.metrics,
         "paper_reference": dict(exp.paper_reference),
-        "claims": result.claims,
+        "claims": [c.to_dict() for c in result.claims],
         "comparison": [list(r) for r in result.comparison],
         "notes": result.notes,
         "figures": result.figures,
         "wall_seconds": round(time.perf_counter() - start, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "git": _git_commit(),
+        "machine": machine,
         "versions": {
             "hyperlab": _version(),
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
     }
-    atomic_write_json(out / RESULTS_NAME, _finite(record))
+    atomic_write_json(out / RESULTS_NAME, _json_safe(record))
     return record
 
 
@@ -280,8 +346,13 @@ def _version() -> str:
     return __version__
 
 
+def held_label(held: bool | None) -> str:
+    """``held`` / ``NOT held`` / ``not judged``."""
+    return "not judged" if held is None else ("held" if held else "NOT held")
+
+
 def format_comparison(record: Mapping[str, Any]) -> str:
-    """A plain-text table: quantity | paper | hyperlab, then the claims and where files are."""
+    """A plain-text table: quantity | paper | hyperlab, then the claims with their evidence."""
     rows = [("quantity", "paper", "hyperlab (this run)")] + [tuple(r) for r in record["comparison"]]
     widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
     line = "  ".join("-" * w for w in widths)
@@ -297,15 +368,24 @@ def format_comparison(record: Mapping[str, Any]) -> str:
     if record["claims"]:
         body.append("")
         body.append("paper's claims, checked on this run:")
-        for claim, held in record["claims"].items():
-            body.append(f"  [{'held' if held else 'NOT held'}] {claim}")
+        for c in map(Claim.from_dict, record["claims"]):
+            body.append(f"  [{held_label(c.held)}] {c.claim} ({c.paper_ref})")
+            body.append(f"      evidence: {format_evidence(c.evidence)}")
     for note in record.get("notes", []):
         body.append(f"note: {note}")
     return "\n".join(body)
 
 
-def config_fields(obj: Any) -> dict[str, Any]:
-    """A dataclass or mapping as a plain dict (for results.json)."""
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    return dict(obj)
+def describe_experiment(exp: Experiment) -> str:
+    """Every config key with its type, value per preset and meaning (``hyperlab show``)."""
+    presets = list(exp.presets)
+    values = {p: exp.config(p).to_dict() for p in presets}
+    lines = [f"{exp.name}: {exp.reproduces} of {exp.paper}", "", textwrap.fill(exp.summary, 98), ""]
+    lines.append("presets: " + ", ".join(presets) + " (full = the paper's sizes; tiny = tests)")
+    lines.append("")
+    for key, tp, doc in exp.config_class.describe():
+        lines.append(f"{key} ({tp})")
+        lines.append(f"    {doc}")
+        shown = [f"{p}={json.dumps(values[p][key])}" for p in presets]
+        lines.append("    " + "  ".join(shown))
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from hyperlab.generative.gauge import Layer, layers_of
 from hyperlab.primary import MLP, ConvNet, Primary
+from hyperlab.rng import seeded
 
 __all__ = ["MNFNetwork", "MaskedRealNVP"]
 
@@ -143,7 +144,10 @@ class MNFNetwork(nn.Module):
         flow_hidden: int = 50,
         thres_var: float = 0.5,
         prior_var: float = 1.0,
+        generator: torch.Generator | None = None,
     ):
+        """``generator`` draws the initial parameters (torch's global stream is left as it
+        was); None: torch's global stream."""
         super().__init__()
         if not isinstance(primary, (ConvNet, MLP)):
             raise TypeError(f"primary: expected a ConvNet or MLP, got {type(primary).__name__}")
@@ -159,11 +163,12 @@ class MNFNetwork(nn.Module):
             thres_var=thres_var,
             prior_var=prior_var,
         )
-        self.mnf_layers = nn.ModuleList(
-            # conv weights (O, C, k, k): z per output filter; dense (out, in): z per input unit
-            _MNFLayer(layer, 0 if len(layer.weight.shape) == 4 else 1, cfg)
-            for layer in layers_of(primary.layout)
-        )
+        with seeded(generator):
+            self.mnf_layers = nn.ModuleList(
+                # conv weights (O, C, k, k): z per output filter; dense (out, in): z per input
+                _MNFLayer(layer, 0 if len(layer.weight.shape) == 4 else 1, cfg)
+                for layer in layers_of(primary.layout)
+            )
 
     @property
     def primary(self) -> Primary:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from hyperlab.generative.gauge import Layer, layers_of
 from hyperlab.primary import ConvNet, Primary, check_finite
+from hyperlab.rng import seeded
 
 __all__ = [
     "BNMLP",
@@ -122,12 +123,15 @@ class GenerativeHyperNetwork(nn.Module):
         noise_dim: d_z (300 in the paper).
         extractor_hidden: hidden sizes of the extractor E (paper: 300, 300).
         code_size: size of each filter code (paper: 15), an int or one per layer.
-        generator_hidden: hidden sizes per layer's weight generator; default: the paper's sizes
-            for the MNIST target, else two layers of width clamp(filter size, 40, 100).
+        weight_generator_hidden: hidden sizes per layer's weight generator; default: the
+            paper's sizes for the MNIST target, else two layers of width clamp(filter size, 40,
+            100).
         negative_slope, batch_norm, bn_momentum, bn_eps, init_scale, bn_offset_scale: see
             :class:`BNMLP` (defaults: slope 0.05, BN EMA decay 0.98 = momentum 0.02, eps 1e-7,
             scale 0.1, offset scale 1).
         noise_bound: z ~ U[-noise_bound, noise_bound]^noise_dim.
+        generator: draws the initial weights (reproducibly; torch's global stream is left as
+            it was); None: torch's global stream.
     """
 
     def __init__(
@@ -137,7 +141,7 @@ class GenerativeHyperNetwork(nn.Module):
         *,
         extractor_hidden: Sequence[int] = (300, 300),
         code_size: int | Sequence[int] = 15,
-        generator_hidden: Sequence[Sequence[int]] | None = None,
+        weight_generator_hidden: Sequence[Sequence[int]] | None = None,
         negative_slope: float = 0.05,
         batch_norm: bool = True,
         bn_momentum: float = 0.02,
@@ -145,6 +149,7 @@ class GenerativeHyperNetwork(nn.Module):
         init_scale: float = 0.1,
         bn_offset_scale: float = 1.0,
         noise_bound: float = 1.0,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
         if not isinstance(primary, Primary):
@@ -161,15 +166,15 @@ class GenerativeHyperNetwork(nn.Module):
         codes = [int(code_size)] * n if isinstance(code_size, int) else [int(c) for c in code_size]
         if len(codes) != n or any(c < 1 for c in codes):
             raise ValueError(f"code_size: expected a positive int or {n} of them, got {code_size}")
-        if generator_hidden is None:
+        hidden = weight_generator_hidden
+        if hidden is None:
             if _is_paper_mnist(primary):
-                generator_hidden = PAPER_MNIST_GENERATOR_HIDDEN
+                hidden = PAPER_MNIST_GENERATOR_HIDDEN
             else:
-                generator_hidden = [_default_hidden(self._out_size(i)) for i in range(n)]
-        if len(generator_hidden) != n:
+                hidden = [_default_hidden(self._out_size(i)) for i in range(n)]
+        if len(hidden) != n:
             raise ValueError(
-                f"generator_hidden: expected {n} entries (one per layer), "
-                f"got {len(generator_hidden)}"
+                f"weight_generator_hidden: expected {n} entries (one per layer), got {len(hidden)}"
             )
         self.code_sizes = codes
         # filters generated per layer: one per output unit, the last layer as one "filter"
@@ -183,10 +188,11 @@ class GenerativeHyperNetwork(nn.Module):
             bn_offset_scale=bn_offset_scale,
         )
         total_code = sum(c * k for c, k in zip(codes, self.n_codes, strict=True))
-        self.extractor = BNMLP([noise_dim, *extractor_hidden, total_code], **mlp)
-        self.generators = nn.ModuleList(
-            BNMLP([codes[i], *generator_hidden[i], self._out_size(i)], **mlp) for i in range(n)
-        )
+        with seeded(generator):
+            self.extractor = BNMLP([noise_dim, *extractor_hidden, total_code], **mlp)
+            self.generators = nn.ModuleList(
+                BNMLP([codes[i], *hidden[i], self._out_size(i)], **mlp) for i in range(n)
+            )
 
     @property
     def primary(self) -> Primary:

@@ -1,0 +1,38 @@
+"""Figures shared by the experiments: mean ± std curves over seeds, saved as PNG."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hyperlab.experiments.base import RunContext
+from hyperlab.plots import errorbar_curves, save_figure
+
+__all__ = ["curve_figure"]
+
+
+def curve_figure(
+    ctx: RunContext,
+    stem: str,
+    x: Sequence[Any],
+    curves: Mapping[str, list[list[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+    logx: bool = False,
+) -> str:
+    """One curve per entry of ``curves`` (``[value][seed]``; diverged runs left out), mean
+    with ±1 std error bars; saved as ``stem.png``; returns the file name."""
+    clean = {
+        k: [[u for u in r if math.isfinite(u)] or [math.nan] for r in rows]
+        for k, rows in curves.items()
+    }
+    fig = errorbar_curves(list(x), clean, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy)
+    if logx:
+        fig.axes[0].set_xscale("log")
+    elif all(isinstance(v, int) for v in x):
+        fig.axes[0].set_xticks(list(x))
+    return save_figure(fig, ctx.figure_path(stem)).name

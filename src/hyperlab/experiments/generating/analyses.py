@@ -1,0 +1,284 @@
+"""What both MNIST generating experiments report, for any noise -> weights model.
+
+Accuracy histograms (Fig. 2), majority-vote ensembles (4.2.2), diversity (prediction
+disagreement, gauge-fixed distances, entropy), targeted FGSM on one network and on an ensemble
+(Fig. 8), PCA of gauge-fixed weights (Fig. 9), interpolated vs direct paths (Fig. 7) and
+first-layer filters (Fig. 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hyperlab.experiments.base import RunContext
+from hyperlab.experiments.config import Config, param
+from hyperlab.generative import gauge_fix
+from hyperlab.generative.analysis import (
+    accuracies,
+    disagreement_rate,
+    ensemble_accuracies,
+    fgsm_attack,
+    interpolation_paths,
+    pairwise_distances,
+    pca,
+    predict_logits,
+    slice_params,
+)
+from hyperlab.generative.entropy import authors_entropy, kl_entropy
+from hyperlab.plots import plt, save_figure
+
+
+@dataclass(frozen=True)
+class AnalysisConfig(Config):
+    """Data and the analyses' sizes, shared by generating-mnist and the MNF baseline."""
+
+    download: bool = param(True, "download missing MNIST files")
+    n_train: int = param(55_000, "training images (TF's train split; its last 5k validate)",
+                         min=1)  # fmt: skip
+    n_test: int = param(10_000, "test images", min=1)
+    noise_dim: int = param(300, "noise dimension d_z (also the d of the entropy estimate)", min=1)
+    ensemble_size: int = param(200, "networks per majority-vote ensemble (4.2.2)", min=1)
+    n_ensembles: int = param(20, "ensembles; ensemble_size x n_ensembles networks are drawn",
+                             min=1)  # fmt: skip
+    n_diversity: int = param(200, "networks in the diversity statistics", min=2)
+    fgsm_images: int = param(10_000, "test images attacked", min=1)
+    fgsm_ensemble: int = param(100, "networks in the attacked ensemble", min=1)
+    fgsm_max_p: int = param(58, "largest perturbation p (x 1/255)", min=0)
+    fgsm_p_step: int = param(2, "step of p", min=1)
+    n_pca: int = param(3000, "networks in the PCA", min=7)
+    path_pairs: int = param(10, "pairs of networks joined by paths", min=1)
+    path_points: int = param(40, "points per path", min=2)
+    path_images: int = param(10_000, "test images scored along the paths", min=1)
+    eval_chunk: int = param(8192, "images per evaluation chunk", min=1)
+    accuracy_claim_threshold: float = param(0.95, "mean accuracy above which 'accurate' holds",
+                                            min=0)  # fmt: skip
+    cpu_threads: int | None = param(1, "torch CPU threads", min=1)
+
+
+#: The analysis sizes of the quick and tiny presets, shared by both experiments.
+ANALYSIS_QUICK = {"n_train": 12_800, "n_test": 1_000, "ensemble_size": 10, "n_ensembles": 4,
+                  "n_diversity": 40, "fgsm_images": 200, "fgsm_ensemble": 10, "fgsm_p_step": 6,
+                  "n_pca": 200, "path_pairs": 3, "path_points": 11, "path_images": 500,
+                  "eval_chunk": 4096, "accuracy_claim_threshold": 0.5}  # fmt: skip
+ANALYSIS_TINY = ANALYSIS_QUICK | {
+    "n_train": 256, "n_test": 100, "ensemble_size": 3, "n_ensembles": 2, "n_diversity": 6,
+    "fgsm_images": 30, "fgsm_ensemble": 3, "fgsm_p_step": 29, "n_pca": 8, "path_pairs": 1,
+    "path_points": 3, "path_images": 30, "accuracy_claim_threshold": 0.1,
+}  # fmt: skip
+
+
+def mnist_data(ctx: RunContext) -> dict[str, Tensor]:
+    """Training images (uint8) and labels; test images in [0, 1] on the run's device."""
+    from hyperlab.data import load_mnist
+
+    cfg = ctx.config
+    xtr, ytr = load_mnist("train", data_dir=ctx.data_dir, download=cfg.download)
+    xte, yte = load_mnist("test", data_dir=ctx.data_dir, download=cfg.download)
+    return {
+        "train_x": xtr[: cfg.n_train],
+        "train_y": ytr[: cfg.n_train],
+        "test_x": (xte[: cfg.n_test].float() / 255.0).unsqueeze(1).to(ctx.device),
+        "test_y": yte[: cfg.n_test].to(ctx.device),
+    }
+
+
+def generate(model, n: int, generator: torch.Generator, chunk: int = 256):
+    """n networks (gauge-fixed and raw) from fresh noise, generated in chunks (eval-mode BN)."""
+    z = model.sample_noise(n, generator=generator)
+    with torch.no_grad():
+        parts = [model(z[i : i + chunk]) for i in range(0, n, chunk)]
+    raw = {k: torch.cat([p[k] for p in parts]).detach() for k in parts[0]}
+    return z, raw, gauge_fix(model.primary, raw)
+
+
+def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
+    """Accuracy histograms of generated networks, one panel per source (Fig. 2)."""
+    fig, axes = plt.subplots(1, len(accs), figsize=(4.2 * len(accs), 3.3), squeeze=False)
+    for ax, (label, a) in zip(axes[0], accs.items(), strict=True):
+        ax.hist(100 * np.asarray(a), bins=30, color="tab:blue")
+        ax.set_xlabel("test accuracy (%)")
+        ax.set_ylabel("networks")
+        ax.set_title(label)
+    fig.suptitle("Accuracy of generated networks (Fig. 2)", y=1.03)
+    return save_figure(fig, ctx.figure_path("accuracy_histograms")).name
+
+
+def run_analyses(
+    ctx: RunContext, model, data, tag: str, hist_accs: dict, metrics: dict
+) -> list[str]:
+    """Ensembles, diversity, FGSM, PCA, paths and filter images for one source of networks.
+
+    ``model`` maps noise to weights: ``model.sample_noise(n, generator=)`` and
+    ``model(noise)`` (the generator, or the MNF sampler with its full ε as noise).
+    """
+    primary = model.primary
+    cfg = ctx.config
+    xt, yt = data["test_x"], data["test_y"]
+    figures = []
+    size, count = cfg.ensemble_size, cfg.n_ensembles
+    _, raw, fixed = generate(model, size * count, ctx.generator("eval", tag))
+    logits = predict_logits(primary, raw, xt, chunk=cfg.eval_chunk)
+    acc = accuracies(logits, yt)
+    ens = ensemble_accuracies(logits, yt, size)
+    ens_p = ensemble_accuracies(logits, yt, size, rule="mean_prob")
+    preds = logits.argmax(-1)
+    n_div = min(preds.shape[0], cfg.n_diversity)
+    flat = primary.layout.flatten(slice_params(fixed, slice(0, n_div)))
+    dists = pairwise_distances(flat)
+    norms = flat.norm(dim=1)
+    hist_accs[tag] = acc.tolist()
+    m = {
+        "accuracy_mean": acc.mean().item(),
+        "accuracy_std": acc.std().item(),
+        "accuracy_min": acc.min().item(),
+        "accuracy_max": acc.max().item(),
+        "n_networks": int(acc.numel()),
+        "ensemble_accuracy": ens.mean().item(),
+        "ensemble_accuracy_mean_prob": ens_p.mean().item(),
+        "ensemble_size": size,
+        "n_ensembles": count,
+        "prediction_disagreement": disagreement_rate(preds[:n_div], 10),
+        "gauge_fixed_pairwise_l2_mean": dists.mean().item(),
+        "gauge_fixed_pairwise_l2_std": dists.std().item(),
+        "gauge_fixed_pairwise_l2_over_norm": (dists.mean() / norms.mean()).item(),
+        "entropy_authors_form": authors_entropy(flat, cfg.noise_dim).item(),
+        "entropy_kl_l2_dz": kl_entropy(flat, dim=cfg.noise_dim, eps=1e-12).item(),
+        "n_diversity_networks": n_div,
+    }
+
+    # FGSM (4.2.3): attack one network, transfer to a fresh ensemble
+    gfg = ctx.generator("fgsm", tag)
+    _, att_raw, _ = generate(model, 1, gfg)
+    _, ens_raw, _ = generate(model, cfg.fgsm_ensemble, gfg)
+    n_adv = cfg.fgsm_images
+    eps = [p / 255.0 for p in range(0, cfg.fgsm_max_p + 1, cfg.fgsm_p_step)]
+    adv = fgsm_attack(
+        primary, slice_params(att_raw, 0), ens_raw, xt[:n_adv], yt[:n_adv], eps, generator=gfg
+    )
+    m["fgsm"] = {k: v.tolist() for k, v in adv.items()}
+    m["fgsm_p"] = [round(e * 255) for e in eps]
+    figures.append(_fgsm_figure(ctx, adv, tag))
+
+    # PCA scatter (Fig. 9, App. A.8) on gauge-fixed weights
+    _, _, pfix = generate(model, cfg.n_pca, ctx.generator("pca", tag))
+    scores, ratio = pca(primary.layout.flatten(pfix), 6)
+    _, ratio0 = pca(pfix["conv0.weight"].flatten(1), 6)
+    m["pca_explained_variance_ratio_all"] = ratio.tolist()
+    m["pca_explained_variance_ratio_conv0"] = ratio0.tolist()
+    figures.append(_pca_figure(ctx, scores, tag))
+
+    # paths (Fig. 7)
+    gp = ctx.generator("paths", tag)
+    n_path = cfg.path_images
+    paths = []
+    with torch.no_grad():
+        for _ in range(cfg.path_pairs):
+            z = model.sample_noise(2, generator=gp)
+            paths.append(interpolation_paths(model, primary, z[0], z[1], xt[:n_path],
+                                             yt[:n_path], cfg.path_points))  # fmt: skip
+        inter = torch.stack([p["interpolated"] for p in paths])
+        direct = torch.stack([p["direct"] for p in paths])
+        m["path_t"] = paths[0]["t"].tolist()
+        m["path_interpolated_accuracy"] = inter.tolist()
+        m["path_direct_accuracy"] = direct.tolist()
+        m["path_min_accuracy_interpolated"] = inter.min(1).values.mean().item()
+        m["path_min_accuracy_direct"] = direct.min(1).values.mean().item()
+        figures.append(_paths_figure(ctx, paths[0]["t"], inter, direct, tag))
+
+    # first-layer filters (Fig. 3)
+    figures.append(_filters_figure(ctx, pfix["conv0.weight"][:25], tag))
+    metrics[tag] = m
+    return figures
+
+
+def summary_rows(main: Mapping[str, Any], refs: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """The comparison rows both experiments print; ``refs`` gives the paper's side per row."""
+    fg = main["fgsm"]
+    return [
+        ("majority-vote ensemble accuracy", refs["ensemble"],
+         f"{main['ensemble_accuracy']:.2%} ({main['n_ensembles']} x {main['ensemble_size']})"),
+        ("prediction disagreement (pairs)", "-", f"{main['prediction_disagreement']:.4f}"),
+        ("gauge-fixed pairwise L2 / mean norm", "-",
+         f"{main['gauge_fixed_pairwise_l2_over_norm']:.4f}"),
+        ("PCA: variance share of PC1-PC3 (all weights)", refs["pca"],
+         " / ".join(f"{v:.3f}" for v in main["pca_explained_variance_ratio_all"][:3])),
+        ("FGSM success at max p: single / ensemble", refs["fgsm"],
+         f"{fg['single'][-1]:.2f} / {fg['ensemble'][-1]:.2f} (p = {main['fgsm_p'][-1]})"),
+        ("min path accuracy: interpolated / direct", refs["paths"],
+         f"{main['path_min_accuracy_interpolated']:.3f} / "
+         f"{main['path_min_accuracy_direct']:.3f}"),
+    ]  # fmt: skip
+
+
+def _fgsm_figure(ctx, adv, tag) -> str:
+    fig, ax = plt.subplots(figsize=(4.5, 3.3))
+    p = (adv["perturbations"] * 255).numpy()
+    ax.plot(p, adv["single"].numpy(), label="single network")
+    ax.plot(p, adv["ensemble"].numpy(), label="ensemble (majority vote)")
+    ax.set_xlabel("perturbation p (x 1/255)")
+    ax.set_ylabel("attack success (prediction ≠ label)")
+    ax.set_title(f"Targeted FGSM, {tag} (Fig. 8)")
+    ax.legend()
+    stem = f"fgsm_{tag}"
+    save_figure(fig, ctx.figure_path(stem))
+    return f"{stem}.png"
+
+
+def _pca_figure(ctx, scores: Tensor, tag: str) -> str:
+    k = scores.shape[1]
+    fig, axes = plt.subplots(k, k, figsize=(1.6 * k, 1.6 * k))
+    s = scores.numpy()
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j > i:
+                ax.axis("off")
+            elif i == j:
+                ax.hist(s[:, i], bins=30, color="tab:gray")
+            else:
+                ax.scatter(s[:, j], s[:, i], s=1, alpha=0.5)
+    fig.suptitle(f"PCA of gauge-fixed weights, {tag} (Fig. 9)")
+    stem = f"pca_{tag}"
+    save_figure(fig, ctx.figure_path(stem))
+    return f"{stem}.png"
+
+
+def _paths_figure(ctx, t, inter, direct, tag) -> str:
+    fig, ax = plt.subplots(figsize=(4.5, 3.3))
+    for i in range(inter.shape[0]):
+        ax.plot(t.numpy(), inter[i].numpy(), color="tab:blue", alpha=0.6,
+                label="interpolated G(z(t))" if i == 0 else None)  # fmt: skip
+        ax.plot(t.numpy(), direct[i].numpy(), color="tab:red", alpha=0.6,
+                label="direct (1-t)θ0 + tθ1" if i == 0 else None)  # fmt: skip
+    ax.set_xlabel("t")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Paths in weight space, {tag} (Fig. 7)")
+    ax.legend()
+    stem = f"paths_{tag}"
+    save_figure(fig, ctx.figure_path(stem))
+    return f"{stem}.png"
+
+
+def _filters_figure(ctx, w: Tensor, tag: str) -> str:
+    """25 samples of two first-layer filters (gauge-fixed), one 5x5 image each (Fig. 3)."""
+    n = w.shape[0]
+    idx = [0, w.shape[1] // 2]
+    fig, axes = plt.subplots(len(idx), n, figsize=(0.5 * n, 0.6 * len(idx) + 0.3))
+    for r, f in enumerate(idx):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(w[c, f, 0].numpy(), cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"Generated conv0 filters {idx}, {n} samples each, {tag} (Fig. 3)")
+    stem = f"filters_{tag}"
+    save_figure(fig, ctx.figure_path(stem))
+    return f"{stem}.png"

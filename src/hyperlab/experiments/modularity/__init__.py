@@ -1,0 +1,15 @@
+"""Experiments of "On the Modularity of Hypernetworks" (Galanti & Wolf, NeurIPS 2020).
+
+Hypernetwork h(x, I) = g(x; f(I)) against the embedding method q(x, e(I)) at matched primary
+sizes (Sec. 5). One module per figure:
+
+- :mod:`.synthetic_depth` (Fig. 1a), :mod:`.synthetic_embedding_dim` (Fig. 1b), on the synthetic
+  target of :mod:`.synthetic`;
+- :mod:`.unique_approximator` (Fig. 2, Assumption 1);
+- :mod:`.rotation` (Fig. 3), :mod:`.embedding_dim_images` (App. 1.2),
+  :mod:`.colorization` (App. 1.3), :mod:`.lr_sensitivity` (App. 1.4), on the image tasks of
+  :mod:`.images`.
+
+The machinery they share: :mod:`.sweep` (one training run, the seed/value sweep with the optional
+per-model learning-rate search) and :mod:`.summary` (the recurring claims and comparison rows).
+"""

@@ -1,0 +1,151 @@
+"""Image tasks of the modularity paper: data, the rotation task and models of Fig. 3.
+
+Shared by :mod:`.rotation` (Fig. 3), :mod:`.embedding_dim_images` (App. 1.2),
+:mod:`.lr_sensitivity` (App. 1.4) and :mod:`.colorization` (App. 1.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hyperlab.data import load_cifar10, load_fashion_mnist, load_mnist, rotation_batch
+from hyperlab.experiments.base import Result, RunContext
+from hyperlab.experiments.config import Config, param
+from hyperlab.experiments.evaluate import evaluate_batches
+from hyperlab.experiments.figures import curve_figure
+from hyperlab.experiments.modularity.summary import comparison_claims, pair_rows
+from hyperlab.experiments.modularity.sweep import Task, tune_notes
+from hyperlab.hypernet import EmbeddingModel, HyperModel
+from hyperlab.primary import MLP
+
+LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+
+@dataclass(frozen=True)
+class ImageData(Config):
+    """Which image dataset, how much of it, and the widths of f, e and g (Sec. 5)."""
+
+    dataset: str = param("mnist", "image dataset", choices=tuple(LOADERS))
+    download: bool = param(False, "download missing data files (else they must be in "
+                           "--data-dir)")  # fmt: skip
+    width: int | None = param(None, "hidden width d of f and e (None: 50 for MNIST / "
+                              "Fashion-MNIST, 100 for CIFAR-10, Sec. 5)", min=1)  # fmt: skip
+    g_hidden: int = param(10, "hidden width of g and q", min=1)
+    n_train: int | None = param(None, "training images (None: the whole training set)", min=1)
+    n_test: int | None = param(None, "test images (None: the whole test set)", min=1)
+
+
+def images(ctx: RunContext, split: str, n: int | None) -> tuple[Tensor, Tensor]:
+    """The first ``n`` images (uint8) and labels of ``config.dataset``'s ``split``."""
+    cfg = ctx.config
+    images, labels = LOADERS[cfg.dataset](split, data_dir=ctx.data_dir, download=cfg.download)
+    if n is not None:
+        images, labels = images[:n], labels[:n]
+    return images, labels
+
+
+def width(cfg: ImageData) -> int:
+    """Hidden width d of f and e: 50 for MNIST-like data, 100 for CIFAR-10 (Sec. 5)."""
+    if cfg.width:
+        return cfg.width
+    return 100 if cfg.dataset == "cifar10" else 50
+
+
+def image_dims(cfg: ImageData) -> int:
+    """Pixels times channels of one image."""
+    c, h, w = (3, 32, 32) if cfg.dataset == "cifar10" else (1, 28, 28)
+    return c * h * w
+
+
+def _nll_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    return nn.functional.cross_entropy(model(batch["x"], batch["cond"]), batch["y"])
+
+
+def classification_scores(
+    model: nn.Module, split: Mapping[str, Tensor], device: torch.device
+) -> dict[str, float]:
+    """Test error (1 - accuracy) and mean NLL of ``model(x, cond)`` over a split."""
+
+    def totals(logits: Tensor, b: Mapping[str, Tensor]) -> dict[str, Any]:
+        return {"wrong": int((logits.argmax(-1) != b["y"]).sum()),
+                "nll": nn.functional.cross_entropy(logits, b["y"], reduction="sum")}  # fmt: skip
+
+    sums = evaluate_batches(model, split, totals, device=device, batch=1000)
+    n = split["y"].shape[0]
+    return {"error": sums["wrong"] / n, "nll": sums["nll"] / n}
+
+
+def rotation_task(ctx: RunContext, s: int) -> Task:
+    """Rotation prediction: I = image (f's input), x = I rotated by a ~ U[0, 360) (g's
+    input), 12 classes. Fresh angles every batch; fixed angles for validation and test."""
+    cfg = ctx.config
+    train, _ = images(ctx, "train", cfg.n_train)
+    test, _ = images(ctx, "test", cfg.n_test)
+
+    def transform(batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+        out = rotation_batch(batch["image"], gen)
+        return {k: out[k].to(batch["image"].device) for k in ("x", "cond", "y")}
+
+    def freeze(raw: dict[str, Tensor], tag: str) -> dict[str, Tensor]:
+        out = rotation_batch(raw["image"], ctx.generator("angles", tag, s))
+        return {k: out[k] for k in ("x", "cond", "y")}
+
+    return Task(
+        data={"train": {"image": train}, "test": freeze({"image": test}, "test")},
+        loss=_nll_loss,
+        evaluate=lambda m, split: classification_scores(m, split, ctx.device),
+        splits={"": "test"},
+        primary="error",
+        transform=transform,
+        freeze=freeze,
+    )
+
+
+def rotation_builders(
+    cfg: ImageData,
+    *,
+    embedding_dim: Callable[[Any], int] | None = None,
+    f_hidden: Callable[[Any], list[int]] | None = None,
+    e_hidden: Callable[[Any], list[int]] | None = None,
+) -> dict[str, Callable[[Any, torch.Generator], nn.Module]]:
+    """Fig. 3 models (notes A.2). g: d_x-10-12 without biases; f: d_I-d-...-N_g with k
+    layers; e: same shape with output E = N_g; q: (d_x + E)-10-12 with biases."""
+    d = image_dims(cfg)
+    w = width(cfg)
+    gh, n_cls = cfg.g_hidden, 12
+    n_g = d * gh + gh * n_cls
+    f_hidden = f_hidden or (lambda k: [w] * (int(k) - 1))
+    e_hidden = e_hidden or f_hidden
+    embedding_dim = embedding_dim or (lambda k: n_g)
+
+    def hyper(v: Any, gen: torch.Generator) -> nn.Module:
+        g = MLP([d, gh, n_cls], bias=False)
+        return HyperModel(g, d, f_hidden(v), bias=True, generator=gen)
+
+    def emb(v: Any, gen: torch.Generator) -> nn.Module:
+        return EmbeddingModel(d, d, embedding_dim(v), e_hidden(v), [gh], n_cls, bias=True,
+                              generator=gen)  # fmt: skip
+
+    return {"hypernetwork": hyper, "embedding": emb}
+
+
+def rotation_result(ctx: RunContext, values: list, label: str, metrics: dict, table: Mapping, *,
+                    stem: str, xlabel: str, title: str, what: str, paper_ref: str,
+                    h_improves: bool, e_flat: bool, logx: bool = False) -> Result:  # fmt: skip
+    """Claims, the two-curve figure and the rows of a rotation sweep."""
+    h, e = metrics["hypernetwork_error"], metrics["embedding_error"]
+    claims = comparison_claims(values, h, e, what=what, score="test error", paper_ref=paper_ref,
+                               h_improves=h_improves, e_flat=e_flat)  # fmt: skip
+    fig = curve_figure(
+        ctx, stem, values,
+        {"hypernetwork": table["hypernetwork_error"], "embedding": table["embedding_error"]},
+        xlabel=xlabel, ylabel="test classification error", title=title, logx=logx,
+    )  # fmt: skip
+    comparison = pair_rows(label, values, metrics, "error")
+    return Result(metrics=metrics, claims=claims, figures=[fig], comparison=comparison,
+                  notes=tune_notes(metrics))  # fmt: skip

@@ -1,0 +1,93 @@
+"""Appendix 1.4: rotation error of both models at several learning rates, f and e of fixed
+depth (the authors' grid 1e-4 * 10^(j/4), j = 2..9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hyperlab.experiments.base import Experiment, Result, RunContext, register
+from hyperlab.experiments.claims import Claim
+from hyperlab.experiments.config import param
+from hyperlab.experiments.figures import curve_figure
+from hyperlab.experiments.modularity.images import ImageData, rotation_builders, rotation_task
+from hyperlab.experiments.modularity.rotation import TINY
+from hyperlab.experiments.modularity.summary import comparison_claims, pair_rows
+from hyperlab.experiments.modularity.sweep import SweepConfig, sweep
+from hyperlab.experiments.papers import MODULARITY
+from hyperlab.experiments.stats import finite_lt
+
+PAPER_REF = "App. 1.4"
+
+
+@dataclass(frozen=True)
+class LrSensitivityConfig(ImageData, SweepConfig):
+    """App. 1.4: the learning-rate grid and the fixed depth of f and e."""
+
+    depth: int = param(4, "number of layers of f and e", min=2)
+    lrs: list[float] = param([1e-4 * 10 ** (j / 4) for j in range(2, 10)],
+                             "learning rates (authors' grid 1e-4 * 10^(j/4))",
+                             positive=True)  # fmt: skip
+
+
+def run(ctx: RunContext) -> Result:
+    """Compute the sweep over learning rates, then summarise and draw the appendix figure."""
+    cfg = ctx.config
+    lrs = list(cfg.lrs)
+    k = cfg.depth
+    builders = rotation_builders(cfg)
+    metrics, table = sweep(
+        ctx,
+        values=lrs,
+        make_task=lambda s: rotation_task(ctx, s),
+        builders={name: (lambda v, g, b=b: b(k, g)) for name, b in builders.items()},
+        lr=lambda name, v: v,
+        tune=False,
+    )
+    metrics = {"lrs": lrs, "depth": k, "dataset": cfg.dataset, **metrics}
+    h, e = metrics["hypernetwork_error"], metrics["embedding_error"]
+    best_h, best_e = float(np.nanmin(h)), float(np.nanmin(e))
+    claims = comparison_claims(lrs, h, e, what="learning rate", score="test error",
+                               paper_ref=PAPER_REF, h_improves=False, e_flat=False)  # fmt: skip
+    claims.append(Claim(
+        "best hypernetwork error over the learning rates < best embedding error", PAPER_REF,
+        finite_lt(best_h, best_e), {"best_hypernetwork": best_h, "best_embedding": best_e},
+    ))  # fmt: skip
+    fig = curve_figure(
+        ctx, f"figA_lr_{cfg.dataset}", lrs,
+        {"hypernetwork": table["hypernetwork_error"], "embedding": table["embedding_error"]},
+        xlabel="learning rate", ylabel="test classification error", logx=True,
+        title=f"Appendix: lr sensitivity, rotation, {cfg.dataset}, k={k} ({ctx.preset})",
+    )  # fmt: skip
+    return Result(metrics=metrics, claims=claims, figures=[fig],
+                  comparison=pair_rows("lr", lrs, metrics, "error"))  # fmt: skip
+
+
+register(
+    Experiment(
+        name="modularity-lr-sensitivity",
+        paper=MODULARITY,
+        reproduces="App. 1.4",
+        summary="Rotation prediction at several learning rates (authors' grid 1e-4·10^(j/4), "
+        "j = 2..9) for both models, f and e of 4 layers.",
+        config_class=LrSensitivityConfig,
+        presets={
+            "full": {},
+            "quick": {
+                "n_train": 20_000,
+                "n_test": 2_000,
+                "epochs": 3,
+                "seeds": 2,
+                "lrs": [0.001, 0.003, 0.01, 0.03],
+            },
+            "tiny": {k: v for k, v in TINY.items() if not k.startswith("tune")}
+            | {"lrs": [0.01, 0.1], "depth": 2},
+        },  # fmt: skip
+        run=run,
+        paper_reference={
+            "figure": "appendix Sec. 1.4 (not in our copy of the paper)",
+            "claims": ["the results are consistent when varying the learning rate"],
+        },
+    )
+)

@@ -1,0 +1,65 @@
+"""The modularity paper's recurring claims and comparison rows, computed from sweep means."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from hyperlab.experiments.claims import Claim, judged
+from hyperlab.experiments.stats import finite_lt, fmt_mean_std
+
+
+def pair_rows(label: str, values: Sequence[Any], metrics: Mapping, score: str) -> list:
+    """Comparison rows 'label=v: score hyper / emb' (the paper gives no numbers)."""
+    h, e = metrics[f"hypernetwork_{score}"], metrics[f"embedding_{score}"]
+    hs, es = metrics[f"hypernetwork_{score}_std"], metrics[f"embedding_{score}_std"]
+    return [
+        (
+            f"{label}={v}: {score} hyper / emb",
+            "qualitative (no numbers)",
+            f"{fmt_mean_std(h[i], hs[i])} / {fmt_mean_std(e[i], es[i])}",
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def comparison_claims(
+    values: Sequence[Any],
+    h: Sequence[float],
+    e: Sequence[float],
+    *,
+    what: str,
+    score: str,
+    paper_ref: str,
+    beat_from: Callable[[Any], bool] = lambda v: True,
+    beat_label: str = "at every",
+    h_improves: bool = True,
+    e_flat: bool = True,
+) -> list[Claim]:
+    """HN beats the embedding; the HN improves with ``what``; the embedding does not."""
+    claims = []
+    idx = [i for i, v in enumerate(values) if beat_from(v)]
+    claims.append(Claim(
+        f"hypernetwork {score} < embedding {score} {beat_label} {what}", paper_ref,
+        bool(idx) and all(finite_lt(h[i], e[i]) for i in idx),
+        {"values": [values[i] for i in idx], "hypernetwork": [h[i] for i in idx],
+         "embedding": [e[i] for i in idx]},
+    ))  # fmt: skip
+    if h_improves:
+        claims.append(Claim(
+            f"hypernetwork {score} improves as {what} grows (largest < smallest)", paper_ref,
+            finite_lt(h[-1], h[0]),
+            {"smallest": values[0], "at_smallest": h[0], "largest": values[-1],
+             "at_largest": h[-1]},
+        ))  # fmt: skip
+    if e_flat:
+        claims.append(Claim(
+            f"embedding {score} does not improve as {what} grows (largest >= 0.9 x smallest)",
+            paper_ref,
+            judged(math.isfinite(e[-1]) and math.isfinite(e[0]) and e[-1] >= 0.9 * e[0],
+                   e[0], e[-1]),
+            {"smallest": values[0], "at_smallest": e[0], "largest": values[-1],
+             "at_largest": e[-1]},
+        ))  # fmt: skip
+    return claims

@@ -1,0 +1,223 @@
+"""The sweep engine of the modularity experiments: train both models at every swept value.
+
+:func:`fit_eval` trains one model with :meth:`RunContext.fit` and scores it on every split;
+:func:`sweep` loops over seeds (outer: one data draw per seed) and swept values, with the
+optional per-model learning-rate search on a validation split (``--set tune=true``, the
+reviewers' fairness request). Each run records mean, std and per-seed values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from hyperlab.experiments.base import RunContext
+from hyperlab.experiments.config import Config, ConfigError, param
+from hyperlab.experiments.stats import nanmean, nanstd
+from hyperlab.primary import count_parameters
+from hyperlab.train import TrainingDiverged
+
+MODELS = ("hypernetwork", "embedding")
+
+
+@dataclass(frozen=True)
+class SweepConfig(Config):
+    """Training settings shared by every modularity sweep (SGD, Sec. 5)."""
+
+    seeds: int = param(5, "repetitions: one data draw and one initialisation per seed", min=1)
+    epochs: int = param(10, "training epochs per model", min=1)
+    lr: float = param(0.01, "SGD learning rate", positive=True)
+    momentum: float = param(0.0, "SGD momentum", min=0)
+    batch_size: int = param(64, "minibatch size", min=1)
+
+
+@dataclass(frozen=True)
+class TunedSweepConfig(SweepConfig):
+    """A sweep with the optional per-model learning-rate search (Review 2's fairness request)."""
+
+    tune: bool = param(False, "search each model's learning rate on a validation split first")
+    tune_lrs: list[float] = param([0.001, 0.003, 0.01, 0.03, 0.1], "candidate learning rates",
+                                  positive=True)  # fmt: skip
+    tune_epochs: int | None = param(None, "epochs per candidate (None: same as epochs)", min=1)
+    val_fraction: float = param(0.1, "share of the training set held out for the search "
+                                "(seed 0's data)", positive=True)  # fmt: skip
+
+    def validate(self) -> None:
+        if self.val_fraction >= 1:
+            raise ConfigError(f"val_fraction: expected a share below 1, got {self.val_fraction}")
+
+
+@dataclass
+class Task:
+    """One seed's data and how to train on and score it.
+
+    ``data["train"]`` is what ``fit`` iterates over (``transform`` turns a raw batch into
+    model inputs, drawing fresh randomness such as rotation angles). ``freeze(raw, tag)`` turns
+    a raw split into fixed evaluation data (fixed angles/pixels); ``evaluate(model, frozen)``
+    returns named scores. ``splits`` maps a metric suffix to a key of ``data`` holding frozen
+    evaluation data; the suffix ``""`` is the headline split.
+    """
+
+    data: dict[str, dict[str, Tensor]]
+    loss: Callable[[nn.Module, Mapping[str, Tensor]], Tensor]
+    evaluate: Callable[[nn.Module, Mapping[str, Tensor]], dict[str, float]]
+    splits: dict[str, str]
+    primary: str
+    transform: Callable | None = None
+    freeze: Callable[[dict[str, Tensor], str], dict[str, Tensor]] = field(
+        default=lambda raw, tag: raw
+    )
+
+
+def fit_eval(
+    ctx: RunContext,
+    model: nn.Module,
+    task: Task,
+    *,
+    lr: float,
+    epochs: int,
+    key: Sequence[object],
+    splits: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Train ``model`` (SGD, checkpointed, resumable) and score it on ``splits``.
+
+    Returns ``{score_name + suffix: value}``; a diverged run scores NaN everywhere.
+    """
+    cfg = ctx.config
+    splits = task.splits if splits is None else splits
+    try:
+        ctx.fit(
+            model, task.loss, task.data["train"], key=(*key, f"lr{lr:g}"), seed_key=key,
+            epochs=epochs, batch_size=cfg.batch_size, lr=lr, momentum=cfg.momentum,
+            desc="-".join(map(str, key)), transform=task.transform,
+        )  # fmt: skip
+    except TrainingDiverged:
+        head = {k: v[:2] for k, v in task.data[next(iter(splits.values()))].items()}
+        probe = task.evaluate(model, head)
+        return {f"{name}{suffix}": math.nan for suffix in splits for name in probe}
+    out: dict[str, float] = {}
+    for suffix, split in splits.items():
+        for name, value in task.evaluate(model, task.data[split]).items():
+            out[f"{name}{suffix}"] = value
+    return out
+
+
+def tune_lr(
+    ctx: RunContext,
+    build: Callable[[torch.Generator], nn.Module],
+    task: Task,
+    key: Sequence[object],
+) -> dict[str, Any]:
+    """Learning-rate search: train on the first (1 - val_fraction) of the training set for
+    each candidate, score ``task.primary`` on the held-out rest, return the best (lowest)."""
+    cfg = ctx.config
+    train = task.data["train"]
+    n = next(iter(train.values())).shape[0]
+    n_val = max(1, int(round(n * cfg.val_fraction)))
+    if n_val >= n:
+        raise ConfigError(f"val_fraction: {cfg.val_fraction} leaves no training data")
+    part = {k: v[: n - n_val] for k, v in train.items()}
+    val = task.freeze({k: v[n - n_val :] for k, v in train.items()}, "val")
+    val_task = Task(
+        data={"train": part, "val": val},
+        loss=task.loss,
+        evaluate=task.evaluate,
+        splits={"": "val"},
+        primary=task.primary,
+        transform=task.transform,
+    )
+    epochs = cfg.tune_epochs or cfg.epochs
+    scores = []
+    for lr in cfg.tune_lrs:
+        model = build(ctx.generator("tune-init", *key))
+        res = fit_eval(ctx, model, val_task, lr=lr, epochs=epochs, key=("tune", *key))
+        scores.append(res[task.primary])
+    finite = [(s, lr) for s, lr in zip(scores, cfg.tune_lrs, strict=True) if math.isfinite(s)]
+    best = min(finite)[1] if finite else cfg.lr
+    return {"lrs": list(cfg.tune_lrs), "val_scores": scores, "best_lr": float(best)}
+
+
+def sweep(
+    ctx: RunContext,
+    *,
+    values: Sequence[Any],
+    make_task: Callable[[int], Task],
+    builders: Mapping[str, Callable[[Any, torch.Generator], nn.Module]],
+    lr: Callable[[str, Any], float] | None = None,
+    tune: bool | None = None,
+    on_model: Callable[[str, Any, nn.Module], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
+    """Train every model at every swept value for ``config.seeds`` seeds.
+
+    Seeds are the outer loop (one task, i.e. one dataset draw, per seed). With tuning on, each
+    model gets its own learning rate per swept value, chosen on seed 0's validation split.
+    Returns ``(metrics, per_seed)``: ``metrics[f"{model}_{score}"]`` is the mean over seeds per
+    value, with ``_std`` and ``_per_seed`` ([value][seed]) alongside; ``per_seed`` is the same
+    per-seed table keyed like ``metrics``.
+    """
+    cfg = ctx.config
+    tune = cfg.tune if tune is None else tune
+    lr = lr or (lambda name, v: cfg.lr)
+    table: dict[str, list[list[float]]] = {}
+    chosen: dict[str, list[float]] = {name: [lr(name, v) for v in values] for name in builders}
+    tuning: dict[str, list[dict[str, Any]]] = {name: [] for name in builders}
+    bar = tqdm(total=cfg.seeds * len(values) * len(builders), desc=ctx.name,
+               disable=not ctx.progress)  # fmt: skip
+    for s in range(cfg.seeds):
+        task = make_task(s)
+        for i, v in enumerate(values):
+            for name, build in builders.items():
+                if tune and s == 0:
+                    info = tune_lr(ctx, lambda g, b=build, v=v: b(v, g), task, (name, v))
+                    tuning[name].append({"value": v, **info})
+                    chosen[name][i] = info["best_lr"]
+                model = build(v, ctx.generator("init", name, v, s))
+                if on_model is not None and s == 0:
+                    on_model(name, v, model)
+                scores = fit_eval(
+                    ctx, model, task, lr=chosen[name][i], epochs=cfg.epochs, key=(name, v, s)
+                )
+                for score, value in scores.items():
+                    rows = table.setdefault(f"{name}_{score}", [[] for _ in values])
+                    rows[i].append(value)
+                shown = scores.get(task.primary, math.nan)
+                bar.set_postfix(seed=s, value=v, model=name[:5], score=f"{shown:.3g}")
+                bar.update()
+        del task
+    bar.close()
+    metrics: dict[str, Any] = {}
+    for key, rows in table.items():
+        metrics[key] = [nanmean(r) for r in rows]
+        metrics[f"{key}_std"] = [nanstd(r) for r in rows]
+        metrics[f"{key}_per_seed"] = rows
+    metrics["learning_rates"] = chosen
+    if tune:
+        metrics["tuning"] = tuning
+    return metrics, table
+
+
+def counts_recorder(counts: list, key: str) -> Callable[[str, Any, nn.Module], None]:
+    """An ``on_model`` hook recording N_f, N_g (hypernetwork) and N_e, N_q (embedding)."""
+
+    def record(name: str, v: Any, model: nn.Module) -> None:
+        if name == "hypernetwork":
+            counts.append({key: v, "N_f": count_parameters(model.f), "N_g": model.g.layout.numel})
+        else:
+            row = next(c for c in counts if c[key] == v)
+            row.update(N_e=count_parameters(model.e), N_q=count_parameters(model.q))
+
+    return record
+
+
+def tune_notes(metrics: Mapping) -> list[str]:
+    """One note per model with the learning rates the search chose (none without tuning)."""
+    if "tuning" not in metrics:
+        return []
+    chosen = metrics["learning_rates"]
+    return [f"tuned learning rates ({name}): {chosen[name]}" for name in chosen]

@@ -1,0 +1,125 @@
+"""The synthetic task of Fig. 1: y(x, I) = <x, h(I)> with h a random sigmoid network.
+
+Shared by :mod:`.synthetic_depth` (Fig. 1a) and :mod:`.synthetic_embedding_dim` (Fig. 1b): the
+config fields, one seed's data (:func:`synthetic_task`), the test MSE, and the claims, figure and
+rows both figures report (:func:`synthetic_result`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hyperlab.data import make_synthetic_target
+from hyperlab.data import synthetic_task as make_synthetic_task
+from hyperlab.experiments.base import Result, RunContext
+from hyperlab.experiments.config import param
+from hyperlab.experiments.evaluate import evaluate_batches
+from hyperlab.experiments.figures import curve_figure
+from hyperlab.experiments.modularity.summary import comparison_claims, pair_rows
+from hyperlab.experiments.modularity.sweep import Task, TunedSweepConfig, tune_notes
+
+
+@dataclass(frozen=True)
+class SyntheticConfig(TunedSweepConfig):
+    """Sizes of the synthetic task and of f, e, g, q (Sec. 5: d_x = d_I = 1000)."""
+
+    d_x: int = param(1000, "dimension of x (g's input)", min=1)
+    d_i: int = param(1000, "dimension of I (f's and e's input)", min=1)
+    width: int = param(100, "hidden width of f and e", min=1)
+    g_hidden: int = param(10, "hidden width of g and q (g: d_x-g_hidden-1)", min=1)
+    n_train: int = param(30_000, "training samples (each with its own I)", min=1)
+    n_test: int = param(5_000, "test samples (fresh x and fresh I)", min=1)
+    n_conditions: int | None = param(
+        None, "None: every sample its own I (the paper); N: N shared training conditions", min=1
+    )
+    batch_size: int = param(200, "minibatch size", min=1)
+    epochs: int = param(20, "training epochs per model (not stated in the paper)", min=1)
+
+
+def _mse_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    return nn.functional.mse_loss(model(batch["x"], batch["cond"]).squeeze(-1), batch["y"])
+
+
+def regression_mse(model: nn.Module, split: Mapping[str, Tensor], device: torch.device) -> float:
+    """Mean squared error of ``model(x, cond)`` against ``y`` over a split."""
+    sums = evaluate_batches(
+        model, split, lambda pred, b: {"sq": (pred.squeeze(-1) - b["y"]).pow(2).sum()},
+        device=device, batch=4096,
+    )  # fmt: skip
+    return sums["sq"] / split["y"].shape[0]
+
+
+def synthetic_task(ctx: RunContext, s: int) -> Task:
+    """Seed ``s``'s data. Headline split (suffix ''): conditions I never seen in training
+    (fresh x too). ``_seen_conditions``: fresh x with conditions from the training set."""
+    cfg = ctx.config
+    run_seed = ctx.seed * 1000 + s
+    d_x, d_i, n_test = cfg.d_x, cfg.d_i, cfg.n_test
+    if cfg.n_conditions:
+        data = make_synthetic_task(
+            cfg.n_train, n_test, d_x, d_i, n_conditions=cfg.n_conditions, seed=run_seed
+        )
+        splits = {"test": data["test_unseen"], "test_seen": data["test"]}
+    else:  # the paper's setting: every sample has its own I
+        data = make_synthetic_task(cfg.n_train, n_test, d_x, d_i, seed=run_seed)
+        target = make_synthetic_target(d_i, d_x, generator=torch.Generator().manual_seed(run_seed))
+        gen = torch.Generator().manual_seed(run_seed + 7919)
+        idx = torch.randint(0, cfg.n_train, (n_test,), generator=gen)
+        cond = data["train"]["cond"][idx]
+        x = torch.randn(n_test, d_x, generator=gen)
+        with torch.no_grad():
+            seen = {"x": x, "cond": cond, "y": target(x, cond).float()}
+        splits = {"test": data["test"], "test_seen": seen}
+    train = {k: data["train"][k] for k in ("x", "cond", "y")}
+    return Task(
+        data={"train": train, **splits},
+        loss=_mse_loss,
+        evaluate=lambda m, split: {"mse": regression_mse(m, split, ctx.device)},
+        splits={"": "test", "_seen_conditions": "test_seen"},
+        primary="mse",
+    )
+
+
+def synthetic_result(
+    ctx: RunContext,
+    key: str,
+    values: list,
+    metrics: dict,
+    table: Mapping,
+    *,
+    stem: str,
+    what: str,
+    paper_ref: str,
+    claim_kw: Mapping[str, Any],
+    xlabel: str,
+    title: str,
+) -> Result:
+    """Claims (unseen and seen conditions), the four-curve figure and the rows of Fig. 1a/1b."""
+    claims = comparison_claims(
+        values, metrics["hypernetwork_mse"], metrics["embedding_mse"],
+        what=what, score="MSE (unseen I)", paper_ref=paper_ref, **claim_kw,
+    )  # fmt: skip
+    claims += comparison_claims(
+        values, metrics["hypernetwork_mse_seen_conditions"],
+        metrics["embedding_mse_seen_conditions"], what=what, score="MSE (seen I, fresh x)",
+        paper_ref=paper_ref, **{**claim_kw, "h_improves": False, "e_flat": False},
+    )  # fmt: skip
+    fig = curve_figure(
+        ctx, stem, values,
+        {
+            "hypernetwork": table["hypernetwork_mse"],
+            "embedding": table["embedding_mse"],
+            "hypernetwork (seen I)": table["hypernetwork_mse_seen_conditions"],
+            "embedding (seen I)": table["embedding_mse_seen_conditions"],
+        },
+        xlabel=xlabel, ylabel="test MSE", title=title, logy=True,
+    )  # fmt: skip
+    comparison = pair_rows(key, values, metrics, "mse")
+    comparison += pair_rows(key, values, metrics, "mse_seen_conditions")
+    return Result(metrics=metrics, claims=claims, figures=[fig], comparison=comparison,
+                  notes=tune_notes(metrics))  # fmt: skip
