@@ -101,8 +101,8 @@ def compute(ctx: RunContext) -> dict[str, Any]:
             for seed in range(cfg.seeds):
                 key = ("fig2", cfg.dataset, depth, width, seed)
                 g = MLP([d, *[width] * (depth - 1), 12], "relu", bias=False)
-                gen = torch.Generator().manual_seed(ctx.seed_for(*key, "init"))
-                model = HyperModel(g, d, [cfg.f_width] * (cfg.f_depth - 1), generator=gen)
+                model = HyperModel(g, d, [cfg.f_width] * (cfg.f_depth - 1),
+                                   generator=ctx.generator(*key, "init"))  # fmt: skip
                 model = model.to(ctx.device)
                 first = evaluate(model)["accuracy"]
                 seen: list[float] = []  # accuracies of finished epochs, kept if a later one fails

@@ -58,7 +58,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
         for m in cfg.g_widths:
             rows = []
             for d in range(cfg.draws):
-                gen = torch.Generator().manual_seed(ctx.seed_for("fig1", n, m, d))
+                gen = ctx.generator("fig1", n, m, d)
                 model = ntk_hypermodel(2, 2, n, cfg.f_depth, m, cfg.g_depth, gen)
                 rows.append(hyper_ntk(model, (x[:1], z[:1]), (x, z), chunk_size=64)[0].detach())
                 bar.update()

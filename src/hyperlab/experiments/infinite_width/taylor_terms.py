@@ -56,7 +56,7 @@ def compute(ctx: RunContext) -> dict[str, list[list[float]]]:
         table = np.zeros((len(widths), len(orders), cfg.draws))
         for a, n in enumerate(widths):
             for d in range(cfg.draws):
-                g = torch.Generator().manual_seed(ctx.seed_for("taylor", depth, n, d))
+                g = ctx.generator("taylor", depth, n, d)
                 model = ntk_hypermodel(cfg.x_dim, cfg.z_dim, n, cfg.f_depth, cfg.g_width, depth, g)
                 k = taylor_terms(model, (z, x), orders)
                 for b, r in enumerate(orders):

@@ -58,7 +58,7 @@ def synthetic_task(ctx: RunContext, s: int) -> Task:
     """Seed ``s``'s data. Headline split (suffix ''): conditions I never seen in training
     (fresh x too). ``_seen_conditions``: fresh x with conditions from the training set."""
     cfg = ctx.config
-    run_seed = ctx.seed * 1000 + s
+    run_seed = ctx.seed_for("synthetic-task", s)  # the task's target and samples
     d_x, d_i, n_test = cfg.d_x, cfg.d_i, cfg.n_test
     if cfg.n_conditions:
         data = make_synthetic_task(
@@ -68,7 +68,7 @@ def synthetic_task(ctx: RunContext, s: int) -> Task:
     else:  # the paper's setting: every sample has its own I
         data = make_synthetic_task(cfg.n_train, n_test, d_x, d_i, seed=run_seed)
         target = make_synthetic_target(d_i, d_x, generator=torch.Generator().manual_seed(run_seed))
-        gen = torch.Generator().manual_seed(run_seed + 7919)
+        gen = ctx.generator("seen-conditions", s)
         idx = torch.randint(0, cfg.n_train, (n_test,), generator=gen)
         cond = data["train"]["cond"][idx]
         x = torch.randn(n_test, d_x, generator=gen)
