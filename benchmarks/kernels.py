@@ -69,7 +69,7 @@ def run_empirical(n: int, width: int, method: str, chunk: int) -> dict:
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     base = _current_rss_mb()
     t0 = time.perf_counter()
-    k = hyper_ntk(model, (x, z), method=method, chunk_size=chunk)
+    k = hyper_ntk(model, x=x, z=z, method=method, chunk_size=chunk)
     sec = time.perf_counter() - t0
     return {
         "case": f"empirical N={n} width={width} {method}",

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hyperlab.init import hyperfan_in_std, target_std
+from hyperlab.initialization import hyperfan_in_std, target_std
 from hyperlab.primary import (
     MLP,
     Parameterization,
@@ -271,13 +271,11 @@ class HyperModel(nn.Module):
         return self.f(cond)
 
     def _can_fuse(self, x: Tensor, cond: Tensor) -> bool:
-        g = self.g
         return (
             self.fused
-            and isinstance(g, MLP)
+            and self.g.fused_head
             and isinstance(self.f.head, FullHead)
             and x.dim() == cond.dim()
-            and g.layout.specs[0].name == "fc0.weight"
         )
 
     def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False) -> Tensor:
@@ -298,45 +296,9 @@ class HyperModel(nn.Module):
         return self.g(x, self.f(cond))
 
     def _forward_fused(self, x: Tensor, cond: Tensor) -> Tensor:
-        g: MLP = self.g  # type: ignore[assignment]
-        if x.shape[-1] != g.sizes[0]:
-            raise ValueError(f"x: expected shape (..., {g.sizes[0]}), got {tuple(x.shape)}")
-        check_finite(x, "x")
         head: FullHead = self.f.head  # type: ignore[assignment]
-        batch = x.shape[:-1]
-        xb = x.reshape(-1, g.sizes[0])
-        e = self.f.features(cond).reshape(xb.shape[0], -1)  # (B, d_k)
-        o, i = g.sizes[1], g.sizes[0]
-        n1 = o * i
-        # One split of the head (its backward is one concatenation, not a zero-fill per slice).
-        a1, a_rest = head.weight.split([n1, head.out_features - n1])
-        c1, c_rest = head.bias.split([n1, head.out_features - n1])
-        # (W1 x)_o = Σ_k e_k Σ_i A[o,i,k] x_i + Σ_i c[o,i] x_i: contract x with A first.
-        y = torch.matmul(xb.unsqueeze(0), a1.view(o, i, -1))  # (o, B, d_k)
-        h = torch.einsum("obk,bk->bo", y, e)
-        if head.scale != 1.0:
-            h = h * head.scale
-            a_rest = a_rest * head.scale
-        h = h + xb @ c1.view(o, i).T
-        rest = torch.nn.functional.linear(e, a_rest, c_rest)
-        specs = g.layout.specs[1:]
-        rest_parts = rest.split([s.numel for s in specs], dim=-1)
-        rest_params = {
-            s.name: t.reshape(-1, *s.shape) for s, t in zip(specs, rest_parts, strict=True)
-        }
-        if g.parameterization == "ntk":
-            h = h / math.sqrt(i)
-        if g.bias:
-            h = h + rest_params["fc0.bias"]
-        h = g._post(h, 0).unsqueeze(1)  # (B, 1, o)
-        for j in range(1, g.depth):
-            w = rest_params[f"fc{j}.weight"].transpose(1, 2)
-            scale = 1.0 / math.sqrt(g.sizes[j]) if g.parameterization == "ntk" else 1.0
-            h = torch.bmm(h, w) * scale
-            if g.bias:
-                h = h + rest_params[f"fc{j}.bias"].unsqueeze(1)
-            h = g._post(h, j)
-        return h.reshape(*batch, *g.out_shape)
+        e = self.f.features(cond)
+        return self.g.forward_fused_head(x, e, head.weight, head.bias, head.scale)
 
 
 class EmbeddingModel(nn.Module):

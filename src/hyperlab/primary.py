@@ -150,6 +150,40 @@ class ParamLayout:
         return batch if batch is not None else torch.Size()
 
 
+def init_params(
+    layout: ParamLayout,
+    batch_shape: Sequence[int] = (),
+    *,
+    parameterization: Parameterization = "standard",
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Tensor]:
+    """Fresh parameters for ``layout`` with leading ``batch_shape``.
+
+    standard: U(-1/√fan_in, 1/√fan_in) for weights and biases (``nn.Linear``/``nn.Conv2d``
+    default). ntk: weights N(0, 1) and zero biases; the forward carries the 1/√fan_in factor.
+    """
+    if parameterization not in ("standard", "ntk"):
+        raise ValueError(
+            f"parameterization: expected 'standard' or 'ntk', got {parameterization!r}"
+        )
+    out = {}
+    for s in layout:
+        shape = (*batch_shape, *s.shape)
+        if parameterization == "ntk":
+            if s.role == "weight":
+                t = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+            else:
+                t = torch.zeros(shape, device=device, dtype=dtype)
+        else:
+            bound = 1.0 / math.sqrt(s.fan_in)
+            t = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+            t = t.mul_(2 * bound).sub_(bound)
+        out[s.name] = t
+    return out
+
+
 def _fans(shape: Sequence[int]) -> tuple[int, int]:
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
     return shape[1] * receptive, shape[0] * receptive
@@ -176,6 +210,16 @@ class Primary(nn.Module):
     out_shape: tuple[int, ...]
     parameterization: Parameterization = "standard"
     validate_inputs: bool = True
+    #: gain of the activation (√2 for ReLU): sets the hyperfan-in target variance
+    gain: float = 1.0
+    #: capability: a stack of dense/conv layers, one (filter, bias) per unit, with one
+    #: ``activation`` between layers, as :func:`hyperlab.generative.gauge.layers_of` reads it
+    #: (gauge fixing and the MNF baseline need it)
+    layered: bool = False
+    activation: str | None = None
+    activate_output: bool = False
+    #: capability: :meth:`forward_fused_head` contracts x with a linear head's weights directly
+    fused_head: bool = False
 
     def forward(self, x: Tensor, params: Params) -> Tensor:
         """Apply g to ``x`` of shape (*P, *G, *in_shape) with ``params`` of batch shape P."""
@@ -221,9 +265,7 @@ class Primary(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> dict[str, Tensor]:
-        """Fresh parameters with leading ``batch_shape`` (:func:`hyperlab.init.init_params`)."""
-        from hyperlab.init import init_params
-
+        """Fresh parameters with leading ``batch_shape`` (:func:`init_params`)."""
         return init_params(
             self.layout,
             batch_shape,
@@ -241,7 +283,17 @@ class Primary(nn.Module):
         """
         if self.parameterization == "ntk":
             return 1.0
-        return getattr(self, "gain", 1.0) ** 2 / spec.fan_in
+        return self.gain**2 / spec.fan_in
+
+    def forward_fused_head(
+        self, x: Tensor, features: Tensor, weight: Tensor, bias: Tensor, scale: float
+    ) -> Tensor:
+        """g(x; θ) with θ = scale·W e + b from a linear head, without materialising θ.
+
+        Only for primaries with ``fused_head``; ``x`` (B, *in_shape), ``features`` e (B, d_k),
+        ``weight`` W (N_g, d_k), ``bias`` b (N_g,) in layout order.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no fused head path")
 
     def bind(self, params: Params | None = None, *, generator: torch.Generator | None = None):
         """An ``nn.Module`` that owns one parameter set of this primary (trainable as usual)."""
@@ -326,6 +378,8 @@ class MLP(Primary):
         self.layout = ParamLayout(specs)
         self.in_shape = (sizes[0],)
         self.out_shape = (sizes[-1],)
+        self.layered = True
+        self.fused_head = True
 
     @property
     def depth(self) -> int:
@@ -351,6 +405,48 @@ class MLP(Primary):
                 h = F.linear(h, w, params.get(f"fc{i}.bias"))
             h = self._post(h, i)
         return h
+
+    def forward_fused_head(
+        self, x: Tensor, features: Tensor, weight: Tensor, bias: Tensor, scale: float
+    ) -> Tensor:
+        """One x per weight set: (W1 x)_o = Σ_k e_k Σ_i A[o,i,k] x_i + Σ_i c[o,i] x_i, so x is
+        contracted with fc0's block A of the head first (no (B, o, i) tensor); the remaining
+        layers run batched on their generated weights."""
+        if x.shape[-1] != self.sizes[0]:
+            raise ValueError(f"x: expected shape (..., {self.sizes[0]}), got {tuple(x.shape)}")
+        if self.validate_inputs:
+            check_finite(x, "x")
+        batch = x.shape[:-1]
+        xb = x.reshape(-1, self.sizes[0])
+        e = features.reshape(xb.shape[0], -1)  # (B, d_k)
+        o, i = self.sizes[1], self.sizes[0]
+        n1 = o * i
+        # One split of the head (its backward is one concatenation, not a zero-fill per slice).
+        a1, a_rest = weight.split([n1, weight.shape[0] - n1])
+        c1, c_rest = bias.split([n1, bias.shape[0] - n1])
+        y = torch.matmul(xb.unsqueeze(0), a1.view(o, i, -1))  # (o, B, d_k)
+        h = torch.einsum("obk,bk->bo", y, e)
+        if scale != 1.0:
+            h = h * scale
+            a_rest = a_rest * scale
+        h = h + xb @ c1.view(o, i).T
+        rest = F.linear(e, a_rest, c_rest)
+        specs = self.layout.specs[1:]
+        parts = rest.split([s.numel for s in specs], dim=-1)
+        p = {s.name: t.reshape(-1, *s.shape) for s, t in zip(specs, parts, strict=True)}
+        if self.parameterization == "ntk":
+            h = h / math.sqrt(i)
+        if self.bias:
+            h = h + p["fc0.bias"]
+        h = self._post(h, 0).unsqueeze(1)  # (B, 1, o)
+        for j in range(1, self.depth):
+            w = p[f"fc{j}.weight"].transpose(1, 2)
+            s = 1.0 / math.sqrt(self.sizes[j]) if self.parameterization == "ntk" else 1.0
+            h = torch.bmm(h, w) * s
+            if self.bias:
+                h = h + p[f"fc{j}.bias"].unsqueeze(1)
+            h = self._post(h, j)
+        return h.reshape(*batch, *self.out_shape)
 
     def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
         h = x  # (b, n, d)
@@ -395,6 +491,7 @@ class ConvNet(Primary):
             )
         self.in_shape = tuple(int(s) for s in in_shape)
         self.channels = [int(c) for c in channels]
+        self.layered = True
         self.kernel_size, self.pool, self.bias = kernel_size, pool, bias
         self.activation = activation
         self.act = activation_fn(activation, negative_slope)

@@ -83,14 +83,14 @@ def test_factorised_hyperkernel_matches_direct_jacobian(bias, hidden):
     x = torch.randn(7, 3, dtype=DT)
     z = torch.randn(7, 2, dtype=DT)
     x2, z2 = torch.randn(4, 3, dtype=DT), torch.randn(4, 2, dtype=DT)
-    direct = hyper_ntk(model, (x, z), (x2, z2), method="jacobian")
-    vp = hyper_ntk(model, (x, z), (x2, z2), method="ntk_vp", chunk_size=3)
-    fact = hyper_ntk(model, (x, z), (x2, z2), chunk_size=3)
+    direct = hyper_ntk(model, x=x, z=z, x2=x2, z2=z2, method="jacobian")
+    vp = hyper_ntk(model, x=x, z=z, x2=x2, z2=z2, method="ntk_vp", chunk_size=3)
+    fact = hyper_ntk(model, x=x, z=z, x2=x2, z2=z2, chunk_size=3)
     torch.testing.assert_close(vp, direct, rtol=1e-11, atol=1e-12)
     torch.testing.assert_close(fact, direct, rtol=1e-11, atol=1e-12)
-    sym = hyper_ntk(model, (x, z), chunk_size=2)
+    sym = hyper_ntk(model, x=x, z=z, chunk_size=2)
     torch.testing.assert_close(
-        sym, hyper_ntk(model, (x, z), method="jacobian"), rtol=1e-11, atol=1e-12
+        sym, hyper_ntk(model, x=x, z=z, method="jacobian"), rtol=1e-11, atol=1e-12
     )
     assert torch.equal(sym, sym.T)
 
@@ -99,8 +99,8 @@ def test_factorised_hyperkernel_chunked_head():
     model = _hyper(True, (10,), head="chunked")
     x, z = torch.randn(5, 3, dtype=DT), torch.randn(5, 2, dtype=DT)
     torch.testing.assert_close(
-        hyper_ntk(model, (x, z)),
-        hyper_ntk(model, (x, z), method="jacobian"),
+        hyper_ntk(model, x=x, z=z),
+        hyper_ntk(model, x=x, z=z, method="jacobian"),
         rtol=1e-11,
         atol=1e-12,
     )
@@ -122,7 +122,7 @@ def test_empirical_hyperkernel_approaches_analytic(bias):
             torch.manual_seed(seed)
             gm = MLP([2, m, m, 1], "relu", bias=bias, parameterization="ntk")
             model = HyperModel(gm, 3, (n,), parameterization="ntk", bias=bias).to(DT)
-            ks.append(hyper_ntk(model, (x, z)))
+            ks.append(hyper_ntk(model, x=x, z=z))
         hk = HyperKernel.from_model(model)
         assert (hk.f.bias, hk.g_bias) == (bias, bias)
         exact = hk((x, z), get="ntk")
@@ -162,9 +162,9 @@ def test_taylor_terms_first_and_second_order():
 def test_taylor_terms_hypermodel_runs():
     model = _hyper(False, (6,))
     x, z = torch.randn(3, 3, dtype=DT), torch.randn(3, 2, dtype=DT)
-    k = taylor_terms(model, (z, x), orders=(1, 2, 3, 4))
+    k = taylor_terms(model, x=x, z=z, orders=(1, 2, 3, 4))
     assert set(k) == {1, 2, 3, 4} and all(v.shape == (3, 3) for v in k.values())
-    torch.testing.assert_close(k[1], hyper_ntk(model, (x, z)), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(k[1], hyper_ntk(model, x=x, z=z), rtol=1e-10, atol=1e-12)
     # g has 3 generated layers, so h is a polynomial of degree 4 in f's head and trunk (ReLU
     # pieces fixed): every order up to 4 is finite and nonzero in general
     assert all(torch.isfinite(v).all() for v in k.values())
@@ -184,9 +184,14 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="chunk_size"):
         module_ntk(net, x, chunk_size=0)
     model = _hyper(False)
-    with pytest.raises(ValueError, match="u1\\[0\\]"):
-        hyper_ntk(model, (torch.randn(3, 4, dtype=DT), torch.randn(3, 2, dtype=DT)))
-    with pytest.raises(ValueError, match="same number of rows"):
-        hyper_ntk(model, (torch.randn(3, 3, dtype=DT), torch.randn(2, 2, dtype=DT)))
+    with pytest.raises(ValueError, match="x \\(f's input\\)"):
+        hyper_ntk(model, x=torch.randn(3, 4, dtype=DT), z=torch.randn(3, 2, dtype=DT))
+    with pytest.raises(ValueError, match="same leading sample dimension"):
+        hyper_ntk(model, x=torch.randn(3, 3, dtype=DT), z=torch.randn(2, 2, dtype=DT))
+    with pytest.raises(ValueError, match="x2, z2: give both"):
+        hyper_ntk(model, x=torch.randn(3, 3, dtype=DT), z=torch.randn(3, 2, dtype=DT),
+                  x2=torch.randn(3, 3, dtype=DT))  # fmt: skip
+    with pytest.raises(ValueError, match="either inputs or both x="):
+        taylor_terms(model, x=torch.randn(3, 3, dtype=DT))
     with pytest.raises(ValueError, match="orders"):
         taylor_terms(net, x, orders=(0,))

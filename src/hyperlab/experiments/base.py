@@ -16,7 +16,6 @@ import difflib
 import hashlib
 import importlib
 import json
-import math
 import os
 import pkgutil
 import platform
@@ -229,17 +228,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf -> None so results.json stays valid JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def _git_commit() -> dict[str, Any] | None:
     """The commit of the source checkout hyperlab runs from (None outside a git checkout)."""
     src = Path(__file__).resolve().parent
@@ -336,7 +324,7 @@ def run_experiment(
             "python": platform.python_version(),
         },
     }
-    atomic_write_json(out / RESULTS_NAME, _json_safe(record))
+    atomic_write_json(out / RESULTS_NAME, record)  # NaN/inf -> null
     return record
 
 

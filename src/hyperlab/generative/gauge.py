@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hyperlab.primary import MLP, ConvNet, ParamLayout, Params, ParamSpec, Primary
+from hyperlab.primary import ParamLayout, Params, ParamSpec, Primary
 
 __all__ = ["Layer", "filter_mean_squares", "gauge_fix", "layers_of", "random_symmetry"]
 
@@ -76,16 +76,17 @@ def layers_of(layout: ParamLayout) -> list[Layer]:
 
 
 def _check_primary(primary: Primary) -> list[Layer]:
-    if not isinstance(primary, (ConvNet, MLP)):
+    if not isinstance(primary, Primary) or not primary.layered:
         raise TypeError(
-            f"primary: gauge fixing needs a ConvNet or MLP primary, got {type(primary).__name__}"
+            "primary: gauge fixing needs a layered primary (MLP, ConvNet: Primary.layered), got "
+            f"{type(primary).__name__}"
         )
     if primary.activation not in _HOMOGENEOUS:
         raise ValueError(
             f"primary: the scaling symmetry needs a positively homogeneous activation "
             f"{_HOMOGENEOUS}, got {primary.activation!r}"
         )
-    if isinstance(primary, MLP) and primary.activate_output:
+    if primary.activate_output:
         raise ValueError("primary: activate_output=True has no logits' bias symmetry")
     layers = layers_of(primary.layout)
     for a, b in zip(layers[:-1], layers[1:], strict=True):

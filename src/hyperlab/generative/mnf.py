@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from hyperlab.generative.gauge import Layer, layers_of
-from hyperlab.primary import MLP, ConvNet, Primary
+from hyperlab.primary import Primary
 from hyperlab.rng import seeded
 
 __all__ = ["MNFNetwork", "MaskedRealNVP"]
@@ -149,8 +149,11 @@ class MNFNetwork(nn.Module):
         """``generator`` draws the initial parameters (torch's global stream is left as it
         was); None: torch's global stream."""
         super().__init__()
-        if not isinstance(primary, (ConvNet, MLP)):
-            raise TypeError(f"primary: expected a ConvNet or MLP, got {type(primary).__name__}")
+        if not isinstance(primary, Primary) or not primary.layered:
+            raise TypeError(
+                "primary: expected a layered primary (MLP, ConvNet: Primary.layered), got "
+                f"{type(primary).__name__}"
+            )
         if thres_var <= 0 or prior_var <= 0:
             raise ValueError(
                 f"thres_var, prior_var: expected positive values, got {thres_var}, {prior_var}"

@@ -185,7 +185,7 @@ class MLPKernel:
     ``depth`` is the number of linear layers L (L - 1 hidden layers, linear readout). Recursion
     (notes M.1; Jacot et al.): Σ¹ = k_in(x, x'); Σ^{l+1} = map(Σ^l); Θ¹ = Σ¹ (+1 with biases);
     Θ^{l+1} = Σ^{l+1} (+1) + Σ̇^{l+1} Θ^l. With ``bias=True`` biases are zero at init (as in
-    :func:`hyperlab.init.init_params`) but trained, so they add to the NTK and not to the NNGP.
+    :func:`hyperlab.primary.init_params`) but trained, so they add to the NTK and not to the NNGP.
     """
 
     def __init__(

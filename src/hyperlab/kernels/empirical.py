@@ -239,13 +239,18 @@ def module_ntk(
 
 def hyper_ntk(
     model: nn.Module,
-    u1: tuple[Tensor, Tensor],
-    u2: tuple[Tensor, Tensor] | None = None,
     *,
+    x: Tensor,
+    z: Tensor,
+    x2: Tensor | None = None,
+    z2: Tensor | None = None,
     method: Literal["factorised", "jacobian", "ntk_vp"] = "factorised",
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Tensor:
     """Empirical hyperkernel K^h(u, u') of a HyperModel h(u) = g(z; f(x)), u = (x, z).
+
+    ``x`` (N, d_x) is f's input and ``z`` (N, *g.in_shape) g's; ``x2``, ``z2`` (both or
+    neither) give the second argument u' (default: u, the symmetric kernel). Returns (N, M).
 
     ``'factorised'`` uses Eq. 12: with G(u) = ∂g(z; θ)/∂θ at θ = f(x) and K^f = J_f J_fᵀ,
     K^h = G(u) K^f(x, x') G(u')ᵀ. For f's linear head θ = s·A e(x) + c this is
@@ -257,9 +262,12 @@ def hyper_ntk(
 
     if not isinstance(model, HyperModel):
         raise TypeError(f"model: expected a HyperModel, got {type(model)}")
-    x1, z1 = _split(u1, "u1")
-    symmetric = u2 is None
-    x2, z2 = (x1, z1) if symmetric else _split(u2, "u2")
+    if (x2 is None) != (z2 is None):
+        raise ValueError("x2, z2: give both (the second argument u' = (x2, z2)) or neither")
+    x1, z1 = x, z
+    symmetric = x2 is None
+    if symmetric:
+        x2, z2 = x1, z1
     if method in ("jacobian", "ntk_vp"):
         return module_ntk(
             model, (z1, x1), None if symmetric else (z2, x2), method=method, chunk_size=chunk_size
@@ -267,17 +275,16 @@ def hyper_ntk(
     if method != "factorised":
         raise ValueError(f"method: expected 'factorised', 'jacobian' or 'ntk_vp', got {method!r}")
     f, g = model.f, model.g
-    for x, z, name in ((x1, z1, "u1"), (x2, z2, "u2")):
-        _as_tuple((x, z), name)
-        if x.dim() != 2 or x.shape[-1] != f.cond_features:
+    for xa, za, (xn, zn) in ((x1, z1, ("x", "z")), (x2, z2, ("x2", "z2"))):
+        _as_tuple((xa, za), f"({xn}, {zn})")
+        if xa.dim() != 2 or xa.shape[-1] != f.cond_features:
             raise ValueError(
-                f"{name}[0] (x, f's input): expected shape (N, {f.cond_features}), "
-                f"got {tuple(x.shape)}"
+                f"{xn} (f's input): expected shape (N, {f.cond_features}), got {tuple(xa.shape)}"
             )
-        if tuple(z.shape[1:]) != tuple(g.in_shape):
+        if tuple(za.shape[1:]) != tuple(g.in_shape):
             raise ValueError(
-                f"{name}[1] (z, g's input): expected shape (N, {', '.join(map(str, g.in_shape))})"
-                f", got {tuple(z.shape)}"
+                f"{zn} (g's input): expected shape (N, {', '.join(map(str, g.in_shape))}), "
+                f"got {tuple(za.shape)}"
             )
     layout = g.layout
 
@@ -351,26 +358,14 @@ def _trunk_vjps(fn, params: dict[str, Tensor], x: Tensor, cot: Tensor) -> dict[s
     return vmap(one)(x, cot)
 
 
-def _split(u: object, argument: str) -> tuple[Tensor, Tensor]:
-    if not isinstance(u, (tuple, list)) or len(u) != 2:
-        raise TypeError(f"{argument}: expected a pair (x, z) of tensors, got {type(u)}")
-    x, z = u
-    if not (torch.is_tensor(x) and torch.is_tensor(z)):
-        raise TypeError(f"{argument}: expected a pair (x, z) of tensors")
-    if x.shape[0] != z.shape[0]:
-        raise ValueError(
-            f"{argument}: x and z must have the same number of rows, got {x.shape[0]} and "
-            f"{z.shape[0]}"
-        )
-    return x, z
-
-
 def taylor_terms(
     module: nn.Module,
-    inputs: Inputs,
+    inputs: Inputs | None = None,
     orders: Sequence[int] = (1, 2, 3, 4),
     *,
     targets: Inputs | None = None,
+    x: Tensor | None = None,
+    z: Tensor | None = None,
 ) -> dict[int, Tensor]:
     """K^(r)_ij = ⟨∇^(r) h_i, (∇h_j)^r⟩ of Eq. 5: the r-th derivative of h(u_i) along ∇h(u_j).
 
@@ -378,9 +373,18 @@ def taylor_terms(
     module's forward runs on the whole batch ``inputs`` (a tensor or a tuple of positional
     batches) and must return one scalar per sample. ``targets`` (default ``inputs``) give the
     directions ∇h_j. Returns {r: (N, M)}; K^(1) is the empirical NTK.
+
+    For a HyperModel h(u) = g(z; f(x)), pass ``x=`` (f's input) and ``z=`` (g's input) as in
+    :func:`hyper_ntk` instead of ``inputs``.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected an nn.Module, got {type(module)}")
+    if (x is None) != (z is None) or (x is not None and inputs is not None):
+        raise ValueError("inputs: give either inputs or both x= (f's input) and z= (g's input)")
+    if x is not None:
+        inputs = (z, x)  # HyperModel.forward(z, x): g's input first
+    if inputs is None:
+        raise ValueError("inputs: expected the module's input batch (or x= and z=)")
     orders = sorted({int(r) for r in orders})
     if not orders or orders[0] < 1:
         raise ValueError(f"orders: expected positive ints, got {orders}")

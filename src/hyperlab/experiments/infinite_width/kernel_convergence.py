@@ -60,7 +60,9 @@ def compute(ctx: RunContext) -> dict[str, Any]:
             for d in range(cfg.draws):
                 gen = ctx.generator("fig1", n, m, d)
                 model = ntk_hypermodel(2, 2, n, cfg.f_depth, m, cfg.g_depth, gen)
-                rows.append(hyper_ntk(model, (x[:1], z[:1]), (x, z), chunk_size=64)[0].detach())
+                rows.append(
+                    hyper_ntk(model, x=x[:1], z=z[:1], x2=x, z2=z, chunk_size=64)[0].detach()
+                )
                 bar.update()
             kernels[(n, m)] = torch.stack(rows)  # (draws, 1 + thetas)
     bar.close()

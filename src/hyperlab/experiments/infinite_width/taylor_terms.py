@@ -58,7 +58,7 @@ def compute(ctx: RunContext) -> dict[str, list[list[float]]]:
             for d in range(cfg.draws):
                 g = ctx.generator("taylor", depth, n, d)
                 model = ntk_hypermodel(cfg.x_dim, cfg.z_dim, n, cfg.f_depth, cfg.g_width, depth, g)
-                k = taylor_terms(model, (z, x), orders)
+                k = taylor_terms(model, x=x, z=z, orders=orders)
                 for b, r in enumerate(orders):
                     table[a, b, d] = float(k[r].abs().mean())
                 bar.update()

@@ -1,6 +1,6 @@
-"""Initialisation: standard (PyTorch default), NTK (infinite-width paper, Eq. 2-3) and hyperfan-in.
+"""Hyperfan-in initialisation of a hypernetwork's head (Chang, Flokas & Lipson, ICLR 2020).
 
-Hyperfan-in (Chang, Flokas & Lipson, ICLR 2020) sets the hypernetwork's output layer so that the
+It sets the hypernetwork's output layer so that the
 *generated* weights start with the variance a directly-trained primary would get, instead of the
 product of two fan-in scalings that a standard init of the hypernetwork gives.
 """
@@ -8,46 +8,11 @@ product of two fan-in scalings that a standard init of the hypernetwork gives.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from hyperlab.primary import Parameterization, ParamLayout, Primary
-
-
-def init_params(
-    layout: ParamLayout,
-    batch_shape: Sequence[int] = (),
-    *,
-    parameterization: Parameterization = "standard",
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, Tensor]:
-    """Fresh parameters for ``layout`` with leading ``batch_shape``.
-
-    standard: U(-1/√fan_in, 1/√fan_in) for weights and biases (``nn.Linear``/``nn.Conv2d``
-    default). ntk: weights N(0, 1) and zero biases; the forward carries the 1/√fan_in factor.
-    """
-    if parameterization not in ("standard", "ntk"):
-        raise ValueError(
-            f"parameterization: expected 'standard' or 'ntk', got {parameterization!r}"
-        )
-    out = {}
-    for s in layout:
-        shape = (*batch_shape, *s.shape)
-        if parameterization == "ntk":
-            if s.role == "weight":
-                t = torch.randn(shape, generator=generator, device=device, dtype=dtype)
-            else:
-                t = torch.zeros(shape, device=device, dtype=dtype)
-        else:
-            bound = 1.0 / math.sqrt(s.fan_in)
-            t = torch.rand(shape, generator=generator, device=device, dtype=dtype)
-            t = t.mul_(2 * bound).sub_(bound)
-        out[s.name] = t
-    return out
+from hyperlab.primary import Primary
 
 
 def hyperfan_in_std(primary: Primary, in_features: int, feature_second_moment: float) -> Tensor:
