@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export HYPERLAB_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench reproduction clean
 
 $(BIN)/hyperlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(BIN)/hyperlab
 lint: $(BIN)/hyperlab
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# REPRODUCTION.md: one row per claim of every paper-scale run recorded under results/
+reproduction: $(BIN)/hyperlab
+	$(BIN)/hyperlab report results --out REPRODUCTION.md --title "Reproduction record"
 
 bench: $(BIN)/hyperlab
 	$(BIN)/python benchmarks/hypernet_step.py

@@ -154,3 +154,14 @@ def test_bound_primary_is_a_regular_module():
     # torch.func composes with it
     out = torch.func.functional_call(m, dict(m.named_parameters()), (x,))
     torch.testing.assert_close(out, m(x))
+
+
+def test_hidden_activations_select_which_layers_are_nonlinear():
+    """[True, False]: ReLU after the first layer only, the second hidden layer is linear."""
+    g = MLP([4, 5, 6, 3], bias=False, hidden_activations=[True, False])
+    params = g.init_params(generator=torch.Generator().manual_seed(0))
+    x = torch.randn(7, 4)
+    h = torch.relu(x @ params["fc0.weight"].T) @ params["fc1.weight"].T
+    torch.testing.assert_close(g(x, params), h @ params["fc2.weight"].T)
+    with pytest.raises(ValueError, match="hidden_activations: expected 2 bools"):
+        MLP([4, 5, 6, 3], hidden_activations=[True])

@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     r.add_argument("--data-dir", default=None, help="dataset folder (default $HYPERLAB_DATA)")
     r.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
+        "--set",
+        action="extend",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override config values (see `hyperlab show NAME`); repeatable",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     r.add_argument(
@@ -60,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="gather run folders into one Markdown page")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (or parents of them)")
     rep.add_argument("--out", default=None, help="write the page here (default: print it)")
+    rep.add_argument("--title", default="hyperlab report", help="the page's heading")
     return p
 
 
@@ -111,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from hyperlab.report import write_report
 
-    text, out = write_report(args.dirs, args.out)
+    text, out = write_report(args.dirs, args.out, args.title)
     if out is None:
         print(text, end="")
     else:

@@ -341,6 +341,8 @@ class MLP(Primary):
     ``parameterization='ntk'`` follows the infinite-width paper's Eq. 2-3: each layer computes
     √(1/fan_in)·W a + b and each activation is multiplied by its gain (√2 for ReLU).
     ``activate_output=True`` applies the activation after the last layer too (for trunks).
+    ``hidden_activations`` (one bool per hidden layer) applies the activation only where True:
+    ``[True, False, ...]`` is the infinite-width paper's released Fig. 2 target (notes B.4).
     """
 
     def __init__(
@@ -352,6 +354,7 @@ class MLP(Primary):
         parameterization: Parameterization = "standard",
         activate_output: bool = False,
         negative_slope: float = LEAKY_SLOPE,
+        hidden_activations: Sequence[bool] | None = None,
     ):
         super().__init__()
         sizes = [int(s) for s in sizes]
@@ -370,6 +373,14 @@ class MLP(Primary):
         self.bias = bias
         self.parameterization = parameterization
         self.activate_output = activate_output
+        if hidden_activations is None:
+            hidden_activations = [True] * (len(sizes) - 2)
+        if len(hidden_activations) != len(sizes) - 2:
+            raise ValueError(
+                f"hidden_activations: expected {len(sizes) - 2} bools (one per hidden layer), "
+                f"got {list(hidden_activations)}"
+            )
+        self.hidden_activations = [bool(a) for a in hidden_activations]
         specs = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             specs.append(ParamSpec(f"fc{i}.weight", (b, a), "weight", a, b))
@@ -387,7 +398,8 @@ class MLP(Primary):
         return len(self.sizes) - 1
 
     def _post(self, h: Tensor, i: int) -> Tensor:
-        if i < self.depth - 1 or self.activate_output:
+        hidden = i < self.depth - 1
+        if (hidden and self.hidden_activations[i]) or (not hidden and self.activate_output):
             h = self.act(h)
             if self.parameterization == "ntk":
                 h = h * self.gain

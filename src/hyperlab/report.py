@@ -108,11 +108,13 @@ def _provenance(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 
 def render_report(
-    records: Sequence[tuple[Path, Mapping[str, Any]]], page_dir: str | os.PathLike[str]
+    records: Sequence[tuple[Path, Mapping[str, Any]]],
+    page_dir: str | os.PathLike[str],
+    title: str = "hyperlab report",
 ) -> str:
     """The Markdown page; figure links are relative to ``page_dir``."""
     page_dir = Path(page_dir)
-    lines = ["# hyperlab report", ""]
+    lines = [f"# {title}", ""]
     papers = sorted({str(r.get("paper", "")) for _, r in records if r.get("paper")})
     if papers:
         lines += ["Paper(s): " + "; ".join(papers), ""]
@@ -162,13 +164,15 @@ def render_report(
 
 
 def write_report(
-    paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    title: str = "hyperlab report",
 ) -> tuple[str, Path | None]:
     """Gather ``paths`` and write the page to ``out`` (atomic); return (text, out path)."""
     records = load_records(find_results(paths))
     out_path = Path(out).expanduser() if out is not None else None
     page_dir = out_path.parent if out_path is not None else Path.cwd()
-    text = render_report(records, page_dir)
+    text = render_report(records, page_dir, title)
     if out_path is not None:
         atomic_write_text(out_path, text)
     return text, out_path

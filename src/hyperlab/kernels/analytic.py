@@ -487,6 +487,8 @@ def _check_mlp(mlp: object, argument: str) -> None:
         raise ValueError(f"{argument}: analytic kernels need parameterization='ntk'")
     if mlp.activate_output:
         raise ValueError(f"{argument}: analytic kernels need a linear readout (activate_output)")
+    if not all(mlp.hidden_activations):
+        raise ValueError(f"{argument}: analytic kernels need the activation after every layer")
     if mlp.activation not in SUPPORTED_ACTIVATIONS:
         raise ValueError(
             f"{argument}: activation {mlp.activation!r} not supported; "

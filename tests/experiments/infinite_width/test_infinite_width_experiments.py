@@ -107,6 +107,7 @@ def test_dynamics_records_every_epoch(tmp_path, data_root):
     assert all(0.0 <= a <= 1.0 for a in runs[0])
     assert m["diverged_at_epoch"]["3"]["10"] == [None]
     assert m["diverged_runs"]["3"]["10"] == 0
+    assert m["stayed_at_chance"]["3"]["10"] == [runs[0][-1] < 2 / 12]
     assert math.isclose(m["chance"], 1 / 12)
 
 
@@ -153,3 +154,23 @@ def test_representation_without_hn_runs_keeps_the_kernel_results(tmp_path, data_
     hn = [c for c in record["claims"] if "HN" in c["claim"]]
     assert hn and all(c["held"] is None for c in hn)
     assert json.loads((tmp_path / "results.json").read_text())["claims"]
+
+
+def test_fig2_models_follow_the_released_code():
+    """authors: f = d-200-200-200-100-N_g (default init), g ReLU after layer 1 only."""
+    import torch
+
+    from hyperlab.experiments.infinite_width.dynamics import DynamicsConfig, build_model
+
+    gen = torch.Generator().manual_seed(0)
+    m = build_model(DynamicsConfig(), 784, 3, 10, gen)
+    n_g = 784 * 10 + 10 * 10 + 10 * 12
+    assert m.g.layout.numel == n_g and m.g.hidden_activations == [True, False]
+    widths = [784, 200, 200, 200, 100]
+    trunk = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    assert sum(p.numel() for p in m.f.parameters()) == trunk + 100 * n_g + n_g
+    assert m.f.init == "standard"
+    relu = build_model(DynamicsConfig(model="authors_relu"), 784, 3, 10, gen)
+    assert relu.g.hidden_activations == [True, True]
+    ours = build_model(DynamicsConfig(model="hyperlab"), 784, 3, 10, gen)
+    assert ours.f.init == "hyperfan" and ours.f.head.in_features == 200
