@@ -18,8 +18,10 @@ from hyperlab.kernels.empirical import (
 )
 from hyperlab.kernels.features import FourierFeatures, rbf_kernel
 from hyperlab.kernels.regression import (
+    KernelRegressionFit,
     NotPositiveDefiniteError,
     RegressionResult,
+    fit_kernel_regression,
     kernel_predict,
     kernel_regression,
 )
@@ -28,10 +30,12 @@ __all__ = [
     "ArcCosine",
     "FourierFeatures",
     "HyperKernel",
+    "KernelRegressionFit",
     "MLPKernel",
     "NotPositiveDefiniteError",
     "RegressionResult",
     "empirical_ntk",
+    "fit_kernel_regression",
     "hyper_ntk",
     "input_kernel",
     "kernel_predict",

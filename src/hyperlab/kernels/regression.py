@@ -16,8 +16,10 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "KernelRegressionFit",
     "NotPositiveDefiniteError",
     "RegressionResult",
+    "fit_kernel_regression",
     "kernel_regression",
     "kernel_predict",
 ]
@@ -50,24 +52,54 @@ def _f64(t: object, argument: str) -> Tensor:
     return t
 
 
-def kernel_regression(
+@dataclass
+class KernelRegressionFit:
+    """A factorised training system (K + εI = L Lᵀ) and α = (K + εI)⁻¹ Y: predict any number of
+    test points against it without factorising again (:func:`fit_kernel_regression`)."""
+
+    chol: Tensor
+    alpha: Tensor
+    jitter: float
+    squeeze: bool
+
+    def predict(self, k_test_train: Tensor, k_test_diag: Tensor | None = None) -> RegressionResult:
+        """ŷ = K(u, U) α (Eq. 18) for ``k_test_train`` (M, N); with ``k_test_diag`` (M,) also the
+        NNGP posterior variance."""
+        n = self.chol.shape[0]
+        ks = _f64(k_test_train, "k_test_train").to(self.chol.device)
+        if ks.dim() != 2 or ks.shape[1] != n:
+            raise ValueError(f"k_test_train: expected shape (M, {n}), got {tuple(ks.shape)}")
+        mean = ks @ self.alpha
+        variance = None
+        if k_test_diag is not None:
+            kd = _f64(k_test_diag, "k_test_diag").to(ks.device)
+            if kd.shape != (ks.shape[0],):
+                raise ValueError(
+                    f"k_test_diag: expected shape ({ks.shape[0]},), got {tuple(kd.shape)}"
+                )
+            v = torch.linalg.solve_triangular(self.chol, ks.T, upper=False)  # (N, M)
+            variance = (kd - (v * v).sum(0)).clamp_min(0.0)
+        alpha = self.alpha
+        if self.squeeze:
+            mean, alpha = mean[:, 0], alpha[:, 0]
+        return RegressionResult(mean=mean, alpha=alpha, variance=variance, jitter=self.jitter)
+
+
+def fit_kernel_regression(
     k_train: Tensor,
     y_train: Tensor,
-    k_test_train: Tensor,
     *,
     eps: float = 1e-3,
     ridge: Literal["identity", "relative"] = "identity",
-    k_test_diag: Tensor | None = None,
     jitter: float | Literal["auto"] | None = None,
     max_jitter: float = 1e-2,
-) -> RegressionResult:
-    """Kernel (ridge) regression of Eq. 18, ε = 0.001 by default.
+) -> KernelRegressionFit:
+    """Factorise K + εI once (Cholesky, float64) and solve for α (Eq. 18).
 
-    ``k_train`` (N, N), ``y_train`` (N,) or (N, T), ``k_test_train`` (M, N). If K + εI is not
-    positive definite: with ``jitter=None`` a :class:`NotPositiveDefiniteError` is raised;
-    with a float that jitter is added; with ``'auto'`` jitter grows tenfold from 1e-10·mean
-    diag up to ``max_jitter``·mean diag, and the amount used is warned about and returned.
-    ``k_test_diag`` (M,) gives k(u, u) for the posterior variance (NNGP).
+    ``k_train`` (N, N), ``y_train`` (N,) or (N, T). If K + εI is not positive definite: with
+    ``jitter=None`` a :class:`NotPositiveDefiniteError` is raised; with a float that jitter is
+    added; with ``'auto'`` jitter grows tenfold from 1e-10·mean diag up to ``max_jitter``·mean
+    diag, and the amount used is warned about and recorded.
     """
     if not eps >= 0:
         raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
@@ -80,9 +112,6 @@ def kernel_regression(
     y = _f64(y_train, "y_train").to(k.device)
     if y.dim() not in (1, 2) or y.shape[0] != n:
         raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(y.shape)}")
-    ks = _f64(k_test_train, "k_test_train").to(k.device)
-    if ks.dim() != 2 or ks.shape[1] != n:
-        raise ValueError(f"k_test_train: expected shape (M, {n}), got {tuple(ks.shape)}")
     scale = float(torch.diagonal(k).abs().mean()) or 1.0
     asym = float((k - k.T).abs().max())
     if asym > 1e-8 * scale:
@@ -124,17 +153,25 @@ def kernel_regression(
         )
     yy = y if y.dim() == 2 else y[:, None]
     alpha = torch.cholesky_solve(yy, chol)
-    mean = ks @ alpha
-    variance = None
-    if k_test_diag is not None:
-        kd = _f64(k_test_diag, "k_test_diag").to(k.device)
-        if kd.shape != (ks.shape[0],):
-            raise ValueError(f"k_test_diag: expected shape ({ks.shape[0]},), got {tuple(kd.shape)}")
-        v = torch.linalg.solve_triangular(chol, ks.T, upper=False)  # (N, M)
-        variance = (kd - (v * v).sum(0)).clamp_min(0.0)
-    if y.dim() == 1:
-        mean, alpha = mean[:, 0], alpha[:, 0]
-    return RegressionResult(mean=mean, alpha=alpha, variance=variance, jitter=used)
+    return KernelRegressionFit(chol=chol, alpha=alpha, jitter=used, squeeze=y.dim() == 1)
+
+
+def kernel_regression(
+    k_train: Tensor,
+    y_train: Tensor,
+    k_test_train: Tensor,
+    *,
+    eps: float = 1e-3,
+    ridge: Literal["identity", "relative"] = "identity",
+    k_test_diag: Tensor | None = None,
+    jitter: float | Literal["auto"] | None = None,
+    max_jitter: float = 1e-2,
+) -> RegressionResult:
+    """Kernel (ridge) regression of Eq. 18, ε = 0.001 by default: :func:`fit_kernel_regression`
+    then :meth:`KernelRegressionFit.predict` (see both for the arguments)."""
+    fit = fit_kernel_regression(k_train, y_train, eps=eps, ridge=ridge, jitter=jitter,
+                                max_jitter=max_jitter)  # fmt: skip
+    return fit.predict(k_test_train, k_test_diag)
 
 
 def kernel_predict(

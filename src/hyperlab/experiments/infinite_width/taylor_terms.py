@@ -1,8 +1,10 @@
 """Thm 1 (Eq. 5-6): magnitude of the Taylor terms K^(r) of a hypernetwork with wide f.
 
 K^(r)_ij = d^r/dt^r h_i(w + t∇h_j) at t = 0 by nested jvps, for r = 1..4 and g of depth H;
-Eq. 6 predicts K^(r) ~ n^{H-r} for r > H and ~1 otherwise (n: f's width). We fit the slope of
-log mean|K^(r)| against log n.
+Eq. 6 predicts K^(r) ~ n^{H-r} for r > H and ~1 otherwise (n: f's width). |K^(r)| is heavy-tailed
+over initialisations, so the statistic is the mean over draws of log mean_ij |K^(r)_ij| (its
+median is recorded too), the slope is fitted on the widest widths only (n >= fit_min_width,
+past the pre-asymptotic regime), and each slope carries a bootstrap interval over draws.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tqdm.auto import tqdm
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import Claim
-from hyperlab.experiments.config import Config, param
+from hyperlab.experiments.config import Config, ConfigError, param
 from hyperlab.experiments.infinite_width.common import DT, ntk_hypermodel
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.kernels import taylor_terms
@@ -28,9 +30,9 @@ PAPER_REF = "Thm 1, Eq. 6"
 
 @dataclass(frozen=True)
 class TaylorTermsConfig(Config):
-    """Thm 1: widths of f, depths H of g, orders r, draws and the slope tolerance."""
+    """Thm 1: widths of f, depths H of g, orders r, draws and the slope statistics."""
 
-    f_widths: list[int] = param([64, 128, 256, 512, 1024], "widths n of f", min=1)
+    f_widths: list[int] = param([64, 128, 256, 512, 1024, 2048, 4096], "widths n of f", min=1)
     f_depth: int = param(3, "layers of f", min=2)
     g_depths: list[int] = param([1, 2, 3], "depths H of g", min=1)
     g_width: int = param(8, "width of g", min=1)
@@ -38,18 +40,28 @@ class TaylorTermsConfig(Config):
     z_dim: int = param(3, "dimension of g's input z", min=1)
     orders: list[int] = param([1, 2, 3, 4], "orders r of the Taylor terms", min=1)
     n_points: int = param(4, "input points (K^(r) is n_points x n_points)", min=1)
-    draws: int = param(8, "random initialisations per width", min=1)
-    slope_tolerance: float = param(0.35, "a slope within ± this of Eq. 6's holds", positive=True)
+    draws: int = param(32, "random initialisations per width", min=2)
+    fit_min_width: int = param(256, "the slope is fitted on the widths n >= this", min=1)
+    bootstrap: int = param(1000, "bootstrap resamples of the draws for each slope's interval",
+                           min=10)  # fmt: skip
+    slope_tolerance: float = param(0.2, "a slope within ± this of Eq. 6's holds", positive=True)
+
+    def validate(self) -> None:
+        if sum(n >= self.fit_min_width for n in self.f_widths) < 2:
+            raise ConfigError(
+                f"fit_min_width: {self.fit_min_width} leaves fewer than two of f_widths "
+                f"{self.f_widths} to fit a slope on"
+            )
 
 
-def compute(ctx: RunContext) -> dict[str, list[list[float]]]:
-    """mean |K^(r)| over input pairs and draws, [depth][width][order]."""
+def compute(ctx: RunContext) -> dict[str, list]:
+    """mean_ij |K^(r)_ij| per draw: ``{H: [width][order][draw]}``."""
     cfg = ctx.config
     gen = ctx.generator("taylor-inputs")
     x = torch.randn(cfg.n_points, cfg.x_dim, generator=gen, dtype=DT)
     z = torch.randn(cfg.n_points, cfg.z_dim, generator=gen, dtype=DT)
     orders, widths = list(cfg.orders), list(cfg.f_widths)
-    mags: dict[str, list[list[float]]] = {}
+    per_draw: dict[str, list] = {}
     bar = tqdm(total=len(cfg.g_depths) * len(widths) * cfg.draws, desc="Thm 1 draws",
                disable=not ctx.progress)  # fmt: skip
     for depth in cfg.g_depths:
@@ -62,33 +74,44 @@ def compute(ctx: RunContext) -> dict[str, list[list[float]]]:
                 for b, r in enumerate(orders):
                     table[a, b, d] = float(k[r].abs().mean())
                 bar.update()
-        mags[str(depth)] = table.mean(2).tolist()
+        per_draw[str(depth)] = table.tolist()
     bar.close()
-    return mags
+    return per_draw
 
 
-def _fmt_slope(slope: float) -> str:
-    return "K^(r) = 0 exactly" if slope == -math.inf else f"{slope:+.2f}"
+def _fmt_slope(slope: float, lo: float = math.nan, hi: float = math.nan) -> str:
+    if slope == -math.inf:
+        return "K^(r) = 0 exactly"
+    return f"{slope:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else "")
 
 
-def summarise(ctx: RunContext, mags: dict[str, list[list[float]]]) -> Result:
-    """Slope of log|K^(r)| vs log n per (H, r) against Eq. 6; a claim per pair."""
+def _slopes(logn: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of the rows of ``y`` (..., W) against ``logn`` (W,)."""
+    xc = logn - logn.mean()
+    return ((y - y.mean(-1, keepdims=True)) * xc).sum(-1) / (xc * xc).sum()
+
+
+def summarise(ctx: RunContext, per_draw: dict[str, list]) -> Result:
+    """Slopes of mean log|K^(r)| vs log n on the widest widths, with bootstrap intervals."""
     cfg = ctx.config
-    widths, orders = list(cfg.f_widths), list(cfg.orders)
-    logn = np.log(widths)
+    widths, orders = np.array(cfg.f_widths), list(cfg.orders)
+    fit = widths >= cfg.fit_min_width
+    logn = np.log(widths[fit])
     tol = cfg.slope_tolerance
-    slopes: dict[str, dict[str, float]] = {}
+    rng = np.random.default_rng(ctx.seed_for("bootstrap"))
+    stats: dict[str, dict[str, Any]] = {}
     claims: list[Claim] = []
     for depth in cfg.g_depths:
-        arr = np.array(mags[str(depth)])
-        slopes[str(depth)] = {}
+        arr = np.array(per_draw[str(depth)])  # (W, R, D)
+        stats[str(depth)] = {}
         for b, r in enumerate(orders):
             want = depth - r if r > depth else 0
             label = f"H={depth}, r={r}: K^(r) ~ n^{want} (slope within ±{tol})"
-            if np.all(arr[:, b] == 0.0):
+            vals = arr[:, b, :]
+            if np.all(vals == 0.0):
                 # ReLU h is a polynomial of degree (f depth)·H in w on each linear region, so
                 # higher derivatives vanish identically: consistent with any decaying rate.
-                slopes[str(depth)][str(r)] = -math.inf
+                stats[str(depth)][str(r)] = {"slope": -math.inf, "predicted": want}
                 claims.append(
                     Claim(
                         label,
@@ -98,41 +121,72 @@ def summarise(ctx: RunContext, mags: dict[str, list[list[float]]]) -> Result:
                     )
                 )
                 continue
-            slope = float(np.polyfit(logn, np.log(np.maximum(arr[:, b], 1e-300)), 1)[0])
-            slopes[str(depth)][str(r)] = slope
+            logs = np.log(np.maximum(vals, 1e-300))  # (W, D)
+            mean_log, median_log = logs.mean(1), np.median(logs, 1)
+            slope = float(_slopes(logn, mean_log[fit]))
+            idx = rng.integers(0, logs.shape[1], (cfg.bootstrap, int(fit.sum()), logs.shape[1]))
+            boot = np.take_along_axis(logs[fit][None].repeat(cfg.bootstrap, 0), idx, 2).mean(2)
+            lo, hi = (float(v) for v in np.percentile(_slopes(logn, boot), [2.5, 97.5]))
+            st = {"slope": slope, "interval_95": [lo, hi], "predicted": want,
+                  "slope_of_median": float(_slopes(logn, median_log[fit])),
+                  "mean_log_abs_K": mean_log.tolist(), "median_log_abs_K": median_log.tolist(),
+                  "std_log_abs_K": logs.std(1).tolist()}  # fmt: skip
+            stats[str(depth)][str(r)] = st
             claims.append(Claim(label, PAPER_REF, abs(slope - want) <= tol,
                                 {"predicted_slope": want, "measured_slope": slope,
-                                 "mean_abs_K_per_width": arr[:, b].tolist()}))  # fmt: skip
+                                 "interval_95": [lo, hi], "slope_of_median": st["slope_of_median"],
+                                 "fit_widths": widths[fit].tolist()}))  # fmt: skip
     comparison = [
-        (f"slope of log|K^({r})| vs log n, H={depth}", f"{depth - r if r > depth else 0}",
-         _fmt_slope(slopes[str(depth)][str(r)]))
+        (f"slope of mean log|K^({r})| vs log n, H={depth}", str(st["predicted"]),
+         _fmt_slope(st["slope"], *st.get("interval_95", [math.nan, math.nan])))
         for depth in cfg.g_depths
-        for r in orders
+        for r, st in stats[str(depth)].items()
     ]  # fmt: skip
     notes = [
-        "K^(r)_ij = d^r/dt^r h_i(w + t∇h_j) at t = 0 by nested jvps, mean |K^(r)_ij| over "
-        "input pairs and draws; ReLU nets are piecewise polynomial in w, so Eq. 5 holds "
-        "within each linear region and K^(r) = 0 exactly once r exceeds the polynomial's "
-        "degree (f's depth times H); such slopes are recorded as null (-inf)",
+        "K^(r)_ij = d^r/dt^r h_i(w + t∇h_j) at t = 0 by nested jvps; per draw the mean of "
+        f"|K^(r)_ij| over input pairs; statistic: the mean over {cfg.draws} draws of its log "
+        f"(median recorded too); slope fitted on n >= {cfg.fit_min_width} "
+        f"({widths[fit].tolist()}); 95% interval from {cfg.bootstrap} bootstrap resamples of "
+        "the draws at each width",
+        "ReLU nets are piecewise polynomial in w, so Eq. 5 holds within each linear region and "
+        "K^(r) = 0 exactly once r exceeds the polynomial's degree (f's depth times H); such "
+        "slopes are recorded as -inf",
     ]
-    metrics = {"f_widths": widths, "orders": orders, "mean_abs_K": mags, "slopes": slopes}
+    metrics = {"f_widths": widths.tolist(), "orders": orders, "fit_widths": widths[fit].tolist(),
+               "statistics": stats, "per_draw_mean_abs_K": per_draw}  # fmt: skip
     return Result(metrics=metrics, claims=claims, comparison=comparison, notes=notes)
 
 
 def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
-    """mean |K^(r)| against n on log-log axes, one panel per depth H of g."""
-    widths, orders, mags = metrics["f_widths"], metrics["orders"], metrics["mean_abs_K"]
-    fig, axes = plt.subplots(1, len(mags), figsize=(4.2 * len(mags), 3.8), squeeze=False)
-    for ax, (depth, table) in zip(axes[0], mags.items(), strict=True):
-        arr = np.array(table)
-        for b, r in enumerate(orders):
-            if np.any(arr[:, b] > 0):
-                ax.loglog(widths, arr[:, b], marker="o", label=f"r={r}")
+    """mean log|K^(r)| ± std over draws against log n, one panel per depth H of g, with the
+    fitted slope over the fit widths."""
+    widths = np.array(metrics["f_widths"])
+    fit = np.array(metrics["fit_widths"])
+    stats = metrics["statistics"]
+    fig, axes = plt.subplots(1, len(stats), figsize=(4.4 * len(stats), 3.8), squeeze=False)
+    for ax, (depth, by_r) in zip(axes[0], stats.items(), strict=True):
+        for r, st in by_r.items():
+            if st["slope"] == -math.inf:
+                continue
+            m, sd = np.array(st["mean_log_abs_K"]), np.array(st["std_log_abs_K"])
+            line = ax.errorbar(
+                np.log2(widths),
+                m,
+                yerr=sd,
+                marker="o",
+                capsize=2,
+                label=f"r={r}: slope {st['slope']:+.2f} (Eq. 6: {st['predicted']})",
+            )
+            sel = np.isin(widths, fit)
+            c = m[sel].mean() - st["slope"] * np.log(widths[sel]).mean()
+            ax.plot(np.log2(fit), c + st["slope"] * np.log(fit), "--",
+                    color=line[0].get_color(), alpha=0.7)  # fmt: skip
+        ax.set_xticks(np.log2(widths), [str(n) for n in widths], fontsize=7)
         ax.set_title(f"g depth H={depth}")
-        ax.set_xlabel("width n of f")
-        ax.set_ylabel("mean |K^(r)|")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.set_xlabel("width n of f (log scale)")
+        ax.set_ylabel("mean over draws of log |K^(r)| (± 1 std)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return save_figure(fig, ctx.figure_path("thm1_taylor_terms")).name
 
 
@@ -153,8 +207,15 @@ register(
         config_class=TaylorTermsConfig,
         presets={
             "full": {},
-            "quick": {"f_widths": [64, 128, 256, 512], "draws": 4},
-            "tiny": {"f_widths": [32, 512], "g_depths": [1, 2], "orders": [1, 2, 3], "draws": 3},
+            "quick": {"f_widths": [64, 128, 256, 512, 1024], "cpu_threads": 1},
+            "tiny": {
+                "f_widths": [32, 128, 512],
+                "fit_min_width": 128,
+                "g_depths": [1, 2],
+                "orders": [1, 2, 3],
+                "draws": 3,
+                "bootstrap": 50,
+            },
         },
         run=run,
         paper_reference={
