@@ -1,5 +1,7 @@
-"""Kernel benchmarks, in one run: analytic hyperkernel at N = 2,000 / 10,000 / 20,000 and the
-empirical hyperkernel at N = 500 with f of width 1024 (factorised Eq. 12 vs direct Jacobian).
+"""Kernel benchmarks, in one run: analytic hyperkernel at N = 2,000 / 10,000 / 20,000, the
+Table-1 cross kernel (4 test images x 784 pixels against N = 1,000 training samples) at one and
+two threads, and the empirical hyperkernel at N = 500 with f of width 1024 (factorised Eq. 12
+vs direct Jacobian).
 
 Each case runs in its own subprocess, so its peak resident memory (``ru_maxrss``) is its own;
 "work" is that peak minus the process's memory before the kernel call, and "output" is the size
@@ -52,6 +54,31 @@ def run_analytic(n: int, block: int, get: str) -> dict:
         "peak_rss_mb": _rss_mb(),
         "work_mb": _rss_mb() - base,
         "output_mb": out_mb,
+    }
+
+
+def run_cross(n_train: int, block: int) -> dict:
+    """Table 1's shape: 4 test images x 784 pixels against n_train (image, pixel) samples."""
+    import torch
+
+    from hyperlab.kernels import HyperKernel
+
+    torch.manual_seed(0)
+    xt = torch.randn(4, 784, dtype=torch.float64).repeat_interleave(784, 0)
+    zt = torch.randint(0, 28, (4 * 784, 2)).to(torch.float64)
+    x = torch.randn(n_train, 784, dtype=torch.float64)
+    z = torch.randint(0, 28, (n_train, 2)).to(torch.float64)
+    hk = HyperKernel(784, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    base = _current_rss_mb()
+    t0 = time.perf_counter()
+    out = hk((xt, zt), (x, z), get=("nngp", "ntk"), block_size=block)
+    sec = time.perf_counter() - t0
+    return {
+        "case": f"cross {4 * 784}x{n_train} threads={torch.get_num_threads()}",
+        "seconds": sec,
+        "peak_rss_mb": _rss_mb(),
+        "work_mb": _rss_mb() - base,
+        "output_mb": sum(v.numel() * 8 for v in out.values()) / 2**20,
     }
 
 
@@ -120,6 +147,8 @@ def main() -> None:
         kind, *rest = a.child
         if kind == "analytic":
             res = run_analytic(int(rest[0]), int(rest[1]), rest[2])
+        elif kind == "cross":
+            res = run_cross(int(rest[0]), int(rest[1]))
         else:
             res = run_empirical(int(rest[0]), int(rest[1]), rest[2], int(rest[3]))
         print(json.dumps(res))
@@ -134,6 +163,10 @@ def main() -> None:
         r = _child(["analytic", str(n), str(a.block), a.get], a.threads)
         _show(r)
         analytic.append(r)
+    cross = {t: _child(["cross", "1000", str(a.block)], t) for t in (1, 2)}
+    for r in cross.values():
+        _show(r)
+    small = {t: _child(["analytic", str(sizes[0]), str(a.block), a.get], t) for t in (1, 2)}
     emp = {}
     for method in ("factorised", "jacobian"):
         r = _child(["empirical", str(a.empirical_n), str(a.width), method, str(a.chunk)], a.threads)
@@ -149,6 +182,11 @@ def main() -> None:
         )
     if base is not None:
         print(f"  {base['case']}: work/output = {base['work_mb'] / base['output_mb']:.2f}")
+    print(
+        f"  two threads / one thread: Table-1 cross kernel "
+        f"x{cross[2]['seconds'] / cross[1]['seconds']:.2f}, analytic N={sizes[0]} "
+        f"x{small[2]['seconds'] / small[1]['seconds']:.2f} (below 1: two threads are faster)"
+    )
     f, d = emp["factorised"], emp["jacobian"]
     rel = abs(f["checksum"] - d["checksum"]) / abs(d["checksum"])
     print(

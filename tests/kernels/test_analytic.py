@@ -394,3 +394,19 @@ def test_released_variant_matches_the_authors_recursion():
     for k in ("nngp", "ntk"):
         rel = (ours[k] - torch.from_numpy(clipped[k])).abs().max() / ours[k].abs().max()
         assert float(rel) < 0.03, (k, float(rel))
+
+
+def test_tiles_across_threads_give_the_one_thread_result():
+    """With two torch threads tiles run concurrently, each on one thread: bit-identical."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(50, DX, generator=g, dtype=DT)
+    z = torch.randn(50, DZ, generator=g, dtype=DT)
+    hk = HyperKernel(DX, DZ, 3, 3, z_kernel="rbf")
+    one = hk((x, z), block_size=16)
+    cross1 = hk((x, z), (x[:7], z[:7]), block_size=16)
+    torch.set_num_threads(2)  # the autouse fixture restores one thread afterwards
+    two = hk((x, z), block_size=16)
+    assert torch.get_num_threads() == 2
+    cross2 = hk((x, z), (x[:7], z[:7]), block_size=16)
+    for k in ("nngp", "ntk"):
+        assert torch.equal(one[k], two[k]) and torch.equal(cross1[k], cross2[k])

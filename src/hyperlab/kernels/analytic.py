@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -154,18 +155,40 @@ def _tiled(
     block: int,
     device: torch.device,
 ) -> dict[str, Tensor]:
-    """Fill preallocated (n, m) outputs tile by tile; upper-triangle tiles only if symmetric."""
+    """Fill preallocated (n, m) outputs tile by tile; upper-triangle tiles only if symmetric.
+
+    On the CPU with T > 1 torch threads, T tiles run at a time, each single-threaded: a tile's
+    ~90 elementwise passes are too small to split across threads (two threads on one tile ran
+    slower than one), so the parallelism goes across tiles instead. Every tile is computed
+    exactly as on one thread, so the result does not depend on T.
+    """
     out = {k: torch.empty(n, m, dtype=torch.float64, device=device) for k in names}
-    for i0 in range(0, n, block):
-        rows = slice(i0, min(i0 + block, n))
-        j_start = i0 if symmetric else 0
-        for j0 in range(j_start, m, block):
-            cols = slice(j0, min(j0 + block, m))
-            res = tile(rows, cols)
-            for k in names:
-                out[k][rows, cols] = res[k]
-                if symmetric and j0 != i0:
-                    out[k][cols, rows] = res[k].T
+    jobs = [
+        (slice(i0, min(i0 + block, n)), slice(j0, min(j0 + block, m)), j0 != i0)
+        for i0 in range(0, n, block)
+        for j0 in range(i0 if symmetric else 0, m, block)
+    ]
+
+    def work(job: tuple[slice, slice, bool]) -> None:
+        rows, cols, off_diagonal = job
+        res = tile(rows, cols)
+        for k in names:  # tiles cover disjoint blocks: concurrent writes never overlap
+            out[k][rows, cols] = res[k]
+            if symmetric and off_diagonal:
+                out[k][cols, rows] = res[k].T
+
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or len(jobs) == 1:
+        for job in jobs:
+            work(job)
+    else:
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                for _ in pool.map(work, jobs):
+                    pass
+        finally:
+            torch.set_num_threads(threads)
     if symmetric:  # diagonal tiles are symmetric up to rounding: make them exactly so
         for k in names:
             for i0 in range(0, n, block):

@@ -24,7 +24,7 @@ from hyperlab.train import TrainingDiverged
 class HNConfig(Config):
     """The trained hypernetwork of Table 1's HN row (our architecture; notes B.7)."""
 
-    hn_runs: int = param(5, "trained hypernetworks per (task, N); 0 skips the HN row "
+    hn_runs: int = param(20, "trained hypernetworks per (task, N); 0 skips the HN row "
                          "(the paper: 20)", min=0)  # fmt: skip
     hn_f_depth: int = param(3, "layers of the HN's f", min=2)
     hn_f_width: int = param(256, "width of the HN's f", min=1)
