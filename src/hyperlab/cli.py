@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="hyperlab",
         description="Hypernetworks on PyTorch: reproduce the papers' figures and tables.",
     )
+    from hyperlab import __version__
+
+    p.add_argument("--version", action="version", version=f"hyperlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments and the figure or table each reproduces")
     show = sub.add_parser("show", help="an experiment's config keys: type, value per preset, "
