@@ -17,6 +17,7 @@ from hyperlab.experiments.base import (
     run_experiment,
 )
 from hyperlab.experiments.config import parse_overrides
+from hyperlab.io import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         help="override config values (see `hyperlab show NAME`); repeatable",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    r.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start every training run afresh (deletes this config's checkpoints)",
+    )
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the results of a different run in --out")  # fmt: skip
     r.add_argument(
         "--dataset",
         default=None,
@@ -110,6 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides=overrides,
         progress=not args.no_progress,
         command=args.command_line,
+        resume=not args.no_resume,
+        overwrite=args.overwrite,
     )
     print(format_comparison(record))
     print(f"\nresults: {out}/results.json; figures: {', '.join(record['figures'])}")
@@ -141,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args)
+    except CheckpointError as e:
+        print(f"hyperlab: error: {e} (on the command line: --no-resume starts over)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except (UnknownExperimentError, ValueError, FileNotFoundError, OSError) as e:
         print(f"hyperlab: error: {e}", file=sys.stderr)
         return 2

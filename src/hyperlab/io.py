@@ -10,12 +10,14 @@ are removed on failure.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import pickle
 import stat
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -100,7 +102,20 @@ def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
             pass
         raise
     _fsync_dir(target.parent)
+    _remove_stale_temps(target)
     return target
+
+
+def _remove_stale_temps(target: Path, min_age_s: float = 60.0) -> None:
+    """Delete temp files an interrupted write of ``target`` left behind (older than a minute,
+    so a concurrent writer's live temp file is never touched)."""
+    now = time.time()
+    for old in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        try:
+            if now - old.stat().st_mtime > min_age_s:
+                old.unlink()
+        except OSError:
+            pass
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:

@@ -19,7 +19,9 @@ import json
 import os
 import pkgutil
 import platform
+import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +40,10 @@ from hyperlab.io import atomic_write_json, ensure_writable_dir
 
 PRESETS = ("full", "quick", "tiny")
 RESULTS_NAME = "results.json"
+
+
+class RunStateError(ValueError):
+    """An output folder holds the results of a different run."""
 
 
 class UnknownExperimentError(KeyError):
@@ -59,14 +65,18 @@ class RunContext:
     out_dir: Path | None
     data_dir: Path | None = None
     progress: bool = True
+    #: where training runs checkpoint: ``out_dir/checkpoints/<config hash>`` (run_experiment)
+    checkpoint_root: Path | None = None
 
     def figure_path(self, stem: str) -> Path:
         """Where to save figure ``stem`` (PNG)."""
         return self._out() / f"{stem}.png"
 
     def checkpoint_dir(self, *parts: object) -> Path:
-        """A per-training-run checkpoint folder under ``out_dir/checkpoints``."""
-        return self._out().joinpath("checkpoints", *(str(p) for p in parts))
+        """A per-training-run checkpoint folder under ``checkpoint_root`` (default
+        ``out_dir/checkpoints``)."""
+        root = self.checkpoint_root or self._out() / "checkpoints"
+        return root.joinpath(*(str(p) for p in parts))
 
     def _out(self) -> Path:
         if self.out_dir is None:
@@ -255,6 +265,40 @@ def _machine(dev: torch.device) -> dict[str, Any]:
     return info
 
 
+def config_hash(name: str, config: Config, seed: int) -> str:
+    """Short hash of what a run's trained models depend on: experiment, resolved config, seed
+    and hyperlab's version. Checkpoints live under ``checkpoints/<hash>``, so a run never
+    resumes models trained under another config or version."""
+    blob = json.dumps([name, config.to_dict(), int(seed), _version()], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _check_out_dir(out: Path, name: str, config: Config, seed: int) -> None:
+    """Refuse an ``--out`` whose results.json is another run's (experiment, seed or config)."""
+    path = out / RESULTS_NAME
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # unreadable: it will be replaced
+    new = config.to_dict()
+    diffs = (
+        [f"experiment {old.get('experiment')} -> {name}"] if old.get("experiment") != name else []
+    )
+    if old.get("seed") != seed:
+        diffs.append(f"seed {old.get('seed')} -> {seed}")
+    cfg_old = old.get("config") or {}
+    diffs += [f"{k} {json.dumps(cfg_old.get(k))} -> {json.dumps(v)}"
+              for k, v in new.items() if cfg_old.get(k) != v and k in cfg_old]  # fmt: skip
+    diffs += [f"{k} (new key)" for k in new if k not in cfg_old and old.get("experiment") == name]
+    if diffs:
+        raise RunStateError(
+            f"--out {out}: holds the results of a different run ({'; '.join(diffs[:6])}); pass "
+            "--overwrite to replace them, or choose another --out"
+        )
+
+
 def run_experiment(
     name: str,
     *,
@@ -266,16 +310,33 @@ def run_experiment(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     command: str | None = None,
+    resume: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run an experiment and write ``out_dir/results.json``; return that record.
 
-    The config's ``cpu_threads`` sets torch's CPU threads for the run (restored afterwards).
+    Training runs checkpoint under ``out_dir/checkpoints/<config hash>`` (:func:`config_hash`)
+    and resume from there (``resume=False`` deletes them first). An ``out_dir`` holding the
+    results of another experiment, seed or config is refused unless ``overwrite``. The
+    config's ``cpu_threads`` sets torch's CPU threads for the run (restored afterwards).
     ``command`` (the CLI line, when run from the CLI) is recorded for the reproduction record.
     """
     exp = get_experiment(name)
     cfg = exp.config(preset, overrides)
     dev = resolve_device(device)
     out = ensure_writable_dir(out_dir, argument="--out")
+    if not overwrite:
+        _check_out_dir(out, name, cfg, int(seed))
+    digest = config_hash(name, cfg, int(seed))
+    ckpt_root = out / "checkpoints" / digest
+    if not resume and ckpt_root.exists():
+        shutil.rmtree(ckpt_root)
+    found = sorted(ckpt_root.rglob("last.pt")) if ckpt_root.exists() else []
+    resumed = None
+    if found:
+        resumed = {"checkpoints": str(ckpt_root), "training_runs": len(found)}
+        print(f"hyperlab: resuming from {len(found)} training run(s) checkpointed in "
+              f"{ckpt_root} (--no-resume starts over)", file=sys.stderr)  # fmt: skip
     ctx = RunContext(
         name=name,
         preset=preset,
@@ -285,6 +346,7 @@ def run_experiment(
         out_dir=out,
         data_dir=Path(data_dir) if data_dir is not None else None,
         progress=progress,
+        checkpoint_root=ckpt_root,
     )
     torch.manual_seed(int(seed))  # library defaults that draw from the global stream
     threads = torch.get_num_threads()
@@ -306,7 +368,9 @@ def run_experiment(
         "seed": int(seed),
         "device": str(dev),
         "config": cfg.to_dict(),
+        "config_hash": digest,
         "overrides": dict(overrides or {}),
+        "resumed_from": resumed,
         "metrics": result.metrics,
         "paper_reference": dict(exp.paper_reference),
         "claims": [c.to_dict() for c in result.claims],

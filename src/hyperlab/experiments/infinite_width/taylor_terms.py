@@ -134,7 +134,9 @@ def summarise(ctx: RunContext, per_draw: dict[str, list]) -> Result:
             stats[str(depth)][str(r)] = st
             claims.append(Claim(label, PAPER_REF, abs(slope - want) <= tol,
                                 {"predicted_slope": want, "measured_slope": slope,
-                                 "interval_95": [lo, hi], "slope_of_median": st["slope_of_median"],
+                                 "interval_95": [lo, hi],
+                                 "prediction_inside_interval": bool(lo <= want <= hi),
+                                 "slope_of_median": st["slope_of_median"],
                                  "fit_widths": widths[fit].tolist()}))  # fmt: skip
     comparison = [
         (f"slope of mean log|K^({r})| vs log n, H={depth}", str(st["predicted"]),
