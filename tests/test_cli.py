@@ -65,3 +65,14 @@ def test_unwritable_out_dir_is_named(tmp_path, capsys):
     argv = ["run", "modularity-synthetic-depth", "--preset", "tiny", "--out", str(blocker / "o")]
     assert main(argv) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_data_download_verifies_the_files(data_root, capsys):
+    assert main(["data", "download", "mnist", "--data-dir", str(data_root)]) == 0
+    assert "mnist: 4 files verified (size and MD5)" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("hyperlab 0.")

@@ -165,3 +165,22 @@ def test_hidden_activations_select_which_layers_are_nonlinear():
     torch.testing.assert_close(g(x, params), h @ params["fc2.weight"].T)
     with pytest.raises(ValueError, match="hidden_activations: expected 2 bools"):
         MLP([4, 5, 6, 3], hidden_activations=[True])
+
+
+def test_raw_integer_images_and_a_wrong_adapter_shape_are_named_errors():
+    from hyperlab import HyperModel, ModulePrimary
+
+    g = MLP([4, 3, 2])
+    params = g.init_params()
+    with pytest.raises(TypeError, match=r"x: expected a floating-point tensor, got torch.uint8"):
+        g(torch.zeros(5, 4, dtype=torch.uint8), params)
+    h = HyperModel(g, 6, [8])
+    with pytest.raises(
+        TypeError, match=r"cond: expected a floating-point tensor.*x.float\(\) / 255"
+    ):
+        h(torch.zeros(5, 4), torch.zeros(5, 6, dtype=torch.uint8))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(
+        ValueError, match=r"in_shape: the module rejects an input of shape \(1, 28\)"
+    ):
+        ModulePrimary(net, in_shape=(28,))

@@ -413,7 +413,8 @@ def test_crash_while_writing_checkpoint_keeps_previous(tmp_path: Path, monkeypat
         fit(new_model(), mse, data, config, transform=jitter, checkpoint_dir=tmp_path)
     monkeypatch.undo()
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no stray temp files
+    # no stray temp files: the checkpoint and the per-epoch log only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "last.pt"]
     assert (tmp_path / "last.pt").read_bytes() == before
     assert safe_torch_load(tmp_path / "last.pt")["epoch"] == 2
 
@@ -588,4 +589,21 @@ def test_distributed_gloo_two_ranks(tmp_path: Path) -> None:
         a = sum(r0["seen"][epoch * steps : (epoch + 1) * steps], [])
         b = sum(r1["seen"][epoch * steps : (epoch + 1) * steps], [])
         assert len(a) == len(b) == 25 and not set(a) & set(b)  # disjoint equal shards
-    assert sorted(os.listdir(tmp_path / "a")) == ["last.pt"]
+    assert sorted(os.listdir(tmp_path / "a")) == ["history.csv", "last.pt"]
+
+
+def test_every_epoch_is_logged_to_a_csv_beside_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    data = {"x": torch.randn(20, 3), "y": torch.randn(20, 1)}
+
+    def loss(m, b):
+        return torch.nn.functional.mse_loss(m(b["x"]), b["y"])
+
+    cfg = TrainConfig(epochs=3, batch_size=5, lr=0.1, progress=False)
+    hist = fit(model, loss, data, cfg, checkpoint_dir=tmp_path,
+               evaluate=lambda m: {"w_norm": m.weight.norm()})  # fmt: skip
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,seconds,w_norm"
+    assert len(lines) == 4
+    assert [float(v) for v in lines[-1].split(",")[:2]] == [3.0, hist.last()["train_loss"]]

@@ -72,6 +72,17 @@ def _parser() -> argparse.ArgumentParser:
         help="give each model its own learning-rate search on a validation split before the "
         "final runs (same as --set tune=true)",
     )
+    data = sub.add_parser("data", help="datasets: download and verify (MD5) MNIST, Fashion-MNIST")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    dl = data_sub.add_parser("download", help="download missing files and verify every file")
+    dl.add_argument(
+        "datasets",
+        nargs="*",
+        default=["mnist", "fashion-mnist"],
+        help="mnist, fashion-mnist, cifar10 (default: the first two)",
+    )
+    dl.add_argument("--data-dir", default=None, help="data root (default $HYPERLAB_DATA, else "
+                    "the user cache folder)")  # fmt: skip
     rep = sub.add_parser("report", help="gather run folders into one Markdown page")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (or parents of them)")
     rep.add_argument("--out", default=None, help="write the page here (default: print it)")
@@ -126,6 +137,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from hyperlab.data import fetch_dataset
+
+    for name in args.datasets:
+        paths = fetch_dataset(name, args.data_dir)
+        folder = next(iter(paths.values())).parent
+        print(f"{name}: {len(paths)} files verified (size and MD5) in {folder}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from hyperlab.report import write_report
 
@@ -151,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "data":
+            return _data(args)
     except CheckpointError as e:
         print(f"hyperlab: error: {e} (on the command line: --no-resume starts over)",
               file=sys.stderr)  # fmt: skip

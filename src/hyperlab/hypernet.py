@@ -21,6 +21,7 @@ from hyperlab.primary import (
     Primary,
     activation_fn,
     check_finite,
+    check_float,
     count_parameters,
 )
 
@@ -40,6 +41,7 @@ def _check_features(t: Tensor, features: int, argument: str) -> None:
         raise TypeError(f"{argument}: expected a tensor, got {type(t)}")
     if t.dim() < 1 or t.shape[-1] != features:
         raise ValueError(f"{argument}: expected shape (..., {features}), got {tuple(t.shape)}")
+    check_float(t, argument)
     check_finite(t, argument)
 
 

@@ -197,6 +197,15 @@ def check_finite(x: Tensor, argument: str) -> None:
         raise ValueError(f"{argument}: contains NaN or infinite values")
 
 
+def check_float(x: Tensor, argument: str) -> None:
+    """Integer inputs (raw uint8 pixels) are refused with the conversion to use."""
+    if not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(
+            f"{argument}: expected a floating-point tensor, got {x.dtype}; convert raw images "
+            "with x.float() / 255 (or the dataset's normalisation)"
+        )
+
+
 class Primary(nn.Module):
     """Base class: a functional network ``g(x; θ)`` with a :class:`ParamLayout`.
 
@@ -226,6 +235,7 @@ class Primary(nn.Module):
         batch = self.layout.batch_shape(params)
         if not torch.is_tensor(x):
             raise TypeError(f"x: expected a tensor, got {type(x)}")
+        check_float(x, "x")
         nin, nb = len(self.in_shape), len(batch)
         if x.dim() < nb + nin or tuple(x.shape[x.dim() - nin :]) != self.in_shape:
             raise ValueError(
@@ -585,8 +595,15 @@ class ModulePrimary(Primary):
                 fan_in, fan_out = weight_fans.get(prefix, (1, max(1, p.numel())))
                 specs.append(ParamSpec(name, shape, "bias", fan_in, fan_out))
         self.layout = ParamLayout(specs)
-        with torch.no_grad():
-            probe = module(torch.zeros(1, *self.in_shape))
+        try:
+            with torch.no_grad():
+                probe = module(torch.zeros(1, *self.in_shape))
+        except RuntimeError as err:
+            shape = ", ".join(map(str, self.in_shape))
+            raise ValueError(
+                f"in_shape: the module rejects an input of shape (1, {shape}) (in_shape is one "
+                f"sample's shape, without the batch dim): {str(err).splitlines()[0]}"
+            ) from None
         self.out_shape = tuple(probe.shape[1:])
 
     @property

@@ -46,6 +46,7 @@ from .io import (
     CheckpointError,
     OutputDirError,
     atomic_torch_save,
+    atomic_write_text,
     ensure_writable_dir,
     safe_torch_load,
 )
@@ -357,6 +358,7 @@ def fit(
             raise dir_error or OutputDirError(f"checkpoint_dir: rank 0 cannot write {ckpt_dir}")
         ckpt_path = ckpt_dir / CHECKPOINT_NAME
 
+    log = _EpochLog(ckpt_path.parent if ckpt_path is not None else None)
     model.to(device)
     optimizer = _make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
@@ -466,6 +468,8 @@ def fit(
             record["seconds"] = time.perf_counter() - t0
             record.update(metrics)
             history.records.append(record)
+            if ckpt_path is not None and rank == 0:
+                log.write(history)
             for k, v in metrics.items():
                 postfix[k] = f"{v:.4g}"
             bar.set_postfix(postfix)
@@ -479,7 +483,44 @@ def fit(
                 )  # fmt: skip
     finally:
         bar.close()
+        log.close()
     return history
+
+
+class _EpochLog:
+    """Per-epoch logs beside the checkpoint: ``history.csv`` (rewritten atomically each epoch)
+    and, when the optional ``tensorboard`` package is installed, TensorBoard event files under
+    ``tensorboard/``."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.writer: Any = None
+        if folder is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra
+                return
+            self.writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+
+    def write(self, history: History) -> None:
+        assert self.folder is not None
+        keys: list[str] = []
+        for r in history.records:
+            keys += [k for k in r if k not in keys]
+        rows = [",".join(keys)] + [
+            ",".join(repr(r.get(k, "")) for k in keys) for r in history.records
+        ]
+        atomic_write_text(self.folder / "history.csv", "\n".join(rows) + "\n")
+        if self.writer is not None:  # the newest epoch only (earlier ones are already logged)
+            r = history.records[-1]
+            for k, v in r.items():
+                if k != "epoch":
+                    self.writer.add_scalar(k, v, int(r["epoch"]))
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _check_metrics(metrics: Any) -> dict[str, float]:

@@ -220,7 +220,8 @@ def _not_found_message(root: Path, dataset: str, missing: list[str], reasons: li
     lines.append(
         f"Place the files there (source: {src}), or point hyperlab at a folder that holds "
         f"'{_FOLDERS[dataset][0]}/': pass --data-dir DIR on the command line (data_dir=DIR in "
-        f"Python), or set the environment variable {DATA_ENV_VAR}=DIR."
+        f"Python), or set the environment variable {DATA_ENV_VAR}=DIR. To download and verify "
+        f"them: hyperlab data download {dataset} [--data-dir DIR]."
     )
     return "\n".join(lines)
 
@@ -252,6 +253,18 @@ def _locate(root: Path, dataset: str, names: Sequence[str], download: bool) -> d
     raise DataNotFoundError(
         _not_found_message(root, dataset, missing, reasons), [target / n for n in missing]
     )
+
+
+def fetch_dataset(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Every file of ``dataset`` under the data root, downloading missing ones, each checked
+    against its recorded size and MD5 (``hyperlab data download``). Returns name -> path."""
+    if dataset not in REGISTRY:
+        raise ValueError(f"dataset: expected one of {sorted(REGISTRY)}, got {dataset!r}")
+    root = resolve_data_dir(data_dir)
+    paths = _locate(root, dataset, list(REGISTRY[dataset]), download=True)
+    for name, path in paths.items():
+        verify_file(path, REGISTRY[dataset][name])
+    return paths
 
 
 # --------------------------------------------------------------------------------------------
