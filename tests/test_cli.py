@@ -76,3 +76,23 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("hyperlab 0.")
+
+
+def test_no_preset_runs_quick_and_says_so_and_full_prints_its_cost(tmp_path, capsys, monkeypatch):
+    import hyperlab.cli as cli
+
+    seen = {}
+
+    def fake_run(name, **kw):  # the presets are what is checked, not the (long) runs
+        seen["preset"] = kw["preset"]
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "run_experiment", fake_run)
+    assert main(["run", "modularity-rotation", "--out", str(tmp_path / "o")]) == 2
+    assert seen["preset"] == "quick"
+    assert "no --preset given: running the quick preset" in capsys.readouterr().err
+    assert main(["run", "modularity-rotation", "--preset", "full", "--out", str(tmp_path)]) == 2
+    assert seen["preset"] == "full"
+    assert "full preset runs the paper's sizes: 80 training runs of 10 epochs" in (
+        capsys.readouterr().err
+    )

@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="scaled-down sizes (minutes on a CPU)")
     r.add_argument(
         "--preset",
-        help="config preset: full, quick, tiny or a named variant (see `hyperlab "
-        "show NAME`; default full; --quick = quick)",
+        help="config preset: full (the paper's sizes), quick (the default: minutes on a CPU), "
+        "tiny (seconds; what the tests run) or a named variant (see `hyperlab show NAME`)",
     )
     r.add_argument("--out", default=None, help="output directory (default runs/NAME[-quick])")
     r.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
@@ -109,8 +109,11 @@ def _show(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.quick and args.preset not in (None, "quick"):
         raise ValueError(f"--quick conflicts with --preset {args.preset}")
-    preset = "quick" if args.quick else (args.preset or "full")
+    preset = "quick" if args.quick else (args.preset or "quick")
     exp = get_experiment(args.name)
+    if not args.quick and args.preset is None:
+        print("hyperlab: no --preset given: running the quick preset (minutes on a CPU); "
+              "--preset full runs the paper's sizes", file=sys.stderr)  # fmt: skip
     overrides = parse_overrides(args.set)
     for flag, key, value in (("--dataset", "dataset", args.dataset), ("--tune", "tune", args.tune)):
         if value in (None, False):
@@ -118,6 +121,10 @@ def _run(args: argparse.Namespace) -> int:
         if key not in exp.config_class.keys():
             raise ValueError(f"{flag}: {args.name} has no {key!r} setting")
         overrides[key] = value
+    if preset == "full" and exp.estimate is not None:
+        cfg = exp.config(preset, overrides)
+        print(f"hyperlab: the full preset runs the paper's sizes: {exp.estimate(cfg)}",
+              file=sys.stderr)  # fmt: skip
     out = args.out or f"runs/{args.name}" + ("" if preset == "full" else f"-{preset}")
     record = run_experiment(
         args.name,

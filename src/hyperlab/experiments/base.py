@@ -173,6 +173,8 @@ class Experiment:
     presets: Mapping[str, Mapping[str, Any]]
     run: Callable[[RunContext], Result]
     paper_reference: Mapping[str, Any] = field(default_factory=dict)
+    #: what a config costs, in words (training runs, epochs, measured times where known)
+    estimate: Callable[[Any], str] | None = None
 
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Config:
         """The preset's config with ``overrides`` applied, type- and range-checked."""

@@ -165,6 +165,9 @@ register(
             "tiny": ANALYSIS_TINY | {"epochs": 1, "batch_size": 64, "flow_hidden": 8},
         },
         run=run,
+        estimate=lambda c: (
+            f"{c.epochs} epochs of MNF at batch {c.batch_size} on {c.n_train:,} images"
+        ),
         paper_reference={
             "figure": "Fig. 2(c) MNFG histogram; 4.2.2 MNFG ensemble accuracy; Fig. 8; App. A.10 "
             "(direct path keeps high accuracy for MNFG)",

@@ -252,6 +252,12 @@ register(
         config_class=GeneratingMnistConfig,
         presets={"full": {}, "quick": QUICK, "tiny": TINY},
         run=run,
+        estimate=lambda c: (
+            f"{len(c.lambdas)} generator(s) x {c.epochs} epochs of {c.noise_batch} x "
+            f"{c.images_per_noise} images per step (about "
+            f"{c.epochs * math.ceil(c.n_train / (c.noise_batch * c.images_per_noise)):,} steps"
+            " each)"
+        ),
         paper_reference={
             "figure": "Fig. 2 histograms (axis 97-99.1 %), Fig. 3 filters, Fig. 7 paths, Fig. 8 "
             "adversarial success vs p, Fig. 9 PCA; 4.2.2: 20 ensembles of 200 networks",

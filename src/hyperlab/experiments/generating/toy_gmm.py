@@ -205,6 +205,7 @@ register(
             "tiny": {"steps": 200, "eval_points": 50},
         },  # fmt: skip
         run=run,
+        estimate=lambda c: f"{c.steps:,} Adam steps of {c.batch_size} noise samples",
         paper_reference={
             "figure": "Fig. 1: the curve passes through all peaks; the path must cross low-score "
             "regions, where the generated density is lower",

@@ -359,6 +359,11 @@ register(
             },
         },  # fmt: skip
         run=run,
+        estimate=lambda c: (
+            f"{len(c.g_depths) * len(c.g_widths) * c.seeds} training runs of "
+            f"{c.epochs} epochs on {c.n_train:,} images (width 10: about 5 "
+            "min per run on one CPU core; wider g costs more)"
+        ),
         paper_reference={
             "figure": "Fig. 2 (no numbers in the text; 100 runs per curve)",
             "claims": [

@@ -176,6 +176,11 @@ register(
             "tiny": {"f_widths": [4, 64], "g_widths": [4, 32], "draws": 4, "n_thetas": 5},
         },
         run=run,
+        estimate=lambda c: (
+            f"{len(c.f_widths) * len(c.g_widths) * c.draws} empirical hyperkernels, "
+            f"f up to width {max(c.f_widths)} (the full preset: about 8 min "
+            "on one CPU core)"
+        ),
         paper_reference={
             "figure": "Fig. 1 (no numbers in the text)",
             "claims": [

@@ -332,6 +332,12 @@ register(
             },
         },  # fmt: skip
         run=run,
+        estimate=lambda c: (
+            f"kernel regression at N = {c.ns} images x {c.copies} pixels, {c.avg_terms} "
+            f"draws, {len(c.variants)} kernel variants, {len(c.tasks)} tasks, "
+            f"{c.test_images} test images; {c.hn_runs * len(c.ns) * len(c.tasks)} "
+            "trained HNs"
+        ),
         paper_reference={
             "table": TABLE1,
             "ns": TABLE1_NS,

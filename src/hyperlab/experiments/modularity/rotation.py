@@ -72,6 +72,7 @@ register(
             "tiny": TINY | {"depths": [2, 3]},
         },
         run=run,
+        estimate=lambda c: f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs",
         paper_reference={
             "figure": "Fig. 3a (MNIST), 3b (CIFAR-10); no numbers in the text",
             "claims": [

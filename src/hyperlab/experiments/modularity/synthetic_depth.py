@@ -120,6 +120,10 @@ register(
             },  # fmt: skip
         },
         run=run,
+        estimate=lambda c: (
+            f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs "
+            f"on {c.n_train:,} samples, d = {c.d_x}"
+        ),
         paper_reference={
             "figure": "Fig. 1a (no numbers in the text; error bars: SD over 100 repetitions)",
             "claims": [

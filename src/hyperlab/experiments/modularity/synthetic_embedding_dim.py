@@ -114,6 +114,10 @@ register(
             },
         },  # fmt: skip
         run=run,
+        estimate=lambda c: (
+            f"{2 * c.seeds * len(c.dims)} training runs of {c.epochs} epochs "
+            f"on {c.n_train:,} samples, d = {c.d_x}"
+        ),
         paper_reference={
             "figure": "Fig. 1b (no numbers in the text)",
             "claims": [

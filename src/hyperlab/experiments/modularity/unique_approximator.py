@@ -231,6 +231,9 @@ register(
             },
         },  # fmt: skip
         run=run,
+        estimate=lambda c: (
+            f"{c.seeds * len(c.inputs)} training runs (two students each) of {c.epochs} epochs"
+        ),
         paper_reference={
             "figure": "Fig. 2a (MNIST), 2b (CIFAR-10), 2c ([-1, 1]^{28x28}); no numbers",
             "claims": [
