@@ -23,6 +23,23 @@ def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 120) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+#: One colour per model in every figure; dashed, open markers for the "seen I" variants.
+MODEL_STYLES: dict[str, dict[str, object]] = {
+    "hypernetwork": {"color": "tab:blue", "marker": "o"},
+    "embedding": {"color": "tab:orange", "marker": "s"},
+    "hypernetwork (seen I)": {"color": "tab:blue", "marker": "o", "ls": "--", "mfc": "white"},
+    "embedding (seen I)": {"color": "tab:orange", "marker": "s", "ls": "--", "mfc": "white"},
+}
+
+
+def readable_log_axis(axis) -> None:
+    """Label minor ticks of a log axis when it spans less than two decades (else there are
+    only one or two labels)."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    axis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 1)))
+
+
 def errorbar_curves(
     x: Sequence[float],
     curves: dict[str, Sequence[Sequence[float]]],
@@ -31,21 +48,32 @@ def errorbar_curves(
     ylabel: str,
     title: str,
     logy: bool = False,
+    spread: str = "seeds",
 ) -> plt.Figure:
-    """One line per curve: mean over repetitions with ±1 std error bars.
+    """One line per curve: mean over repetitions with ±1 std error bars, the legend saying so.
 
-    ``curves[label][i]`` holds the per-seed values at ``x[i]``.
+    ``curves[label][i]`` holds the per-repetition values at ``x[i]``; ``spread`` names the
+    repetitions (seeds, draws, runs).
     """
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for label, values in curves.items():
+    reps = sorted({len(v) for values in curves.values() for v in values})
+    means = []
+    for i, (label, values) in enumerate(curves.items()):
         mean = np.array([np.mean(v) for v in values])
         std = np.array([np.std(v) for v in values])
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
+        means.append(mean)
+        style = MODEL_STYLES.get(label, {"marker": "o", "color": f"C{i}"})
+        ax.errorbar(x, mean, yerr=std, capsize=3, label=label, **style)  # type: ignore[arg-type]
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if logy:
+    finite = np.concatenate(means) if means else np.array([])
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    # a log axis only where the curves span more than a decade (else it shows one tick label)
+    if logy and finite.size and finite.max() / finite.min() > 10:
         ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        readable_log_axis(ax.yaxis)
+    ax.grid(alpha=0.3, which="both")
+    n = "-".join(map(str, (reps[0], reps[-1]) if len(reps) > 1 else reps))
+    ax.legend(title=f"mean ± 1 std over {n} {spread}", fontsize=8, title_fontsize=8)
     return fig

@@ -39,6 +39,11 @@ from hyperlab.experiments.papers import Paper
 from hyperlab.io import atomic_write_json, ensure_writable_dir
 
 PRESETS = ("full", "quick", "tiny")
+#: What every "±" in a record and its figures means.
+PLUS_MINUS = (
+    "mean ± one standard deviation (population, numpy.std) over the repetitions of a setting: "
+    "the config's seeds, draws or runs; runs that diverged are left out"
+)
 RESULTS_NAME = "results.json"
 
 
@@ -377,6 +382,7 @@ def run_experiment(
         "paper_reference": dict(exp.paper_reference),
         "claims": [c.to_dict() for c in result.claims],
         "comparison": [list(r) for r in result.comparison],
+        "plus_minus": PLUS_MINUS,
         "notes": result.notes,
         "figures": result.figures,
         "wall_seconds": round(time.perf_counter() - start, 2),
@@ -419,6 +425,7 @@ def format_comparison(record: Mapping[str, Any]) -> str:
         body.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
         if i == 0:
             body.append(line)
+    body.append(f"±: {record.get('plus_minus', PLUS_MINUS)}")
     if record["claims"]:
         body.append("")
         body.append("paper's claims, checked on this run:")

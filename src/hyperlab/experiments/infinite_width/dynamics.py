@@ -323,7 +323,7 @@ def figure(ctx: RunContext, acc: dict[str, dict[str, list[list[float]]]]) -> str
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, title=f"mean ± 1 std over {cfg.seeds} seeds", title_fontsize=8)
     return save_figure(fig, ctx.figure_path(f"fig2_dynamics_{cfg.dataset}")).name
 
 
