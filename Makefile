@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export HYPERLAB_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test lint bench reproduction clean
+.PHONY: demo test lint docs bench reproduction clean
 
 $(BIN)/hyperlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ demo: $(BIN)/hyperlab
 test: $(BIN)/hyperlab
 	$(BIN)/python -m pytest -q
 
+# API reference + a page per paper (mkdocs + mkdocstrings); --strict: a warning fails the build
+$(VENV)/.docs: $(BIN)/hyperlab
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
 lint: $(BIN)/hyperlab
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -34,4 +42,4 @@ bench: $(BIN)/hyperlab
 	$(BIN)/python benchmarks/hypernet_step.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build

@@ -126,9 +126,12 @@ class GenerativeHyperNetwork(nn.Module):
         weight_generator_hidden: hidden sizes per layer's weight generator; default: the
             paper's sizes for the MNIST target, else two layers of width clamp(filter size, 40,
             100).
-        negative_slope, batch_norm, bn_momentum, bn_eps, init_scale, bn_offset_scale: see
-            :class:`BNMLP` (defaults: slope 0.05, BN EMA decay 0.98 = momentum 0.02, eps 1e-7,
-            scale 0.1, offset scale 1).
+        negative_slope: leaky-ReLU slope of every MLP (0.05; see :class:`BNMLP`).
+        batch_norm: batch normalisation on hidden layers.
+        bn_momentum: BN momentum (0.02, i.e. EMA decay 0.98).
+        bn_eps: BN epsilon (1e-7).
+        init_scale: variance scale of the linear layers' init (0.1).
+        bn_offset_scale: see :class:`BNMLP` (1 = the paper).
         noise_bound: z ~ U[-noise_bound, noise_bound]^noise_dim.
         generator: draws the initial weights (reproducibly; torch's global stream is left as
             it was); None: torch's global stream.

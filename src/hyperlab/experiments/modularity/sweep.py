@@ -158,7 +158,7 @@ def sweep(
     Seeds are the outer loop (one task, i.e. one dataset draw, per seed). With tuning on, each
     model gets its own learning rate per swept value, chosen on seed 0's validation split.
     Returns ``(metrics, per_seed)``: ``metrics[f"{model}_{score}"]`` is the mean over seeds per
-    value, with ``_std`` and ``_per_seed`` ([value][seed]) alongside; ``per_seed`` is the same
+    value, with ``_std`` and ``_per_seed`` (``[value][seed]``) alongside; ``per_seed`` is the same
     per-seed table keyed like ``metrics``.
     """
     cfg = ctx.config
