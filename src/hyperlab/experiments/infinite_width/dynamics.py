@@ -311,14 +311,19 @@ def figure(ctx: RunContext, acc: dict[str, dict[str, list[list[float]]]]) -> str
     """Test accuracy per epoch, mean ± std over seeds, one panel per depth of g."""
     cfg = ctx.config
     depths = list(acc)
-    fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.6), squeeze=False,
+                             sharey=True)  # fmt: skip
     for ax, dep in zip(axes[0], depths, strict=True):
-        for w, runs in acc[dep].items():
+        for i, (w, runs) in enumerate(acc[dep].items()):
             arr = np.array(runs, dtype=float)
             with warnings.catch_warnings():  # all-diverged settings give NaN curves, quietly
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
-            ax.errorbar(np.arange(arr.shape[1]), mean, yerr=std, capsize=2, label=f"width {w}")
+            ep = np.arange(arr.shape[1])
+            every = max(1, len(ep) // 10)
+            ax.errorbar(ep, mean, yerr=std, capsize=2, errorevery=every, marker="os^D"[i % 4],
+                        markevery=every, label=f"width {w}")  # fmt: skip
+        ax.axhline(1 / 12, color="grey", ls=":", lw=1, label="chance (1/12)")
         ax.set_title(f"{cfg.dataset}, g depth {dep}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy")
