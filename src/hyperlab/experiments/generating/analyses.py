@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from hyperlab.experiments.base import RunContext
@@ -104,8 +105,10 @@ def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
         ax.hist(100 * np.asarray(a), bins=30, color="tab:blue")
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("networks")
-        ax.set_title(label)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{label} ({len(a)} networks)")
     fig.suptitle("Accuracy of generated networks (Fig. 2)", y=1.03)
+    fig.tight_layout()
     return save_figure(fig, ctx.figure_path("accuracy_histograms")).name
 
 
@@ -171,7 +174,7 @@ def run_analyses(
     _, ratio0 = pca(pfix["conv0.weight"].flatten(1), 6)
     m["pca_explained_variance_ratio_all"] = ratio.tolist()
     m["pca_explained_variance_ratio_conv0"] = ratio0.tolist()
-    figures.append(_pca_figure(ctx, scores, tag))
+    figures.append(_pca_figure(ctx, scores, ratio, tag))
 
     # paths (Fig. 7)
     gp = ctx.generator("paths", tag)
@@ -230,22 +233,31 @@ def _fgsm_figure(ctx, adv, tag) -> str:
     return f"{stem}.png"
 
 
-def _pca_figure(ctx, scores: Tensor, tag: str) -> str:
+def _pca_figure(ctx, scores: Tensor, ratio: Tensor, tag: str) -> str:
+    """Scatter matrix of the first principal components (histograms on the diagonal); each
+    axis is labelled with its component and share of the variance."""
     k = scores.shape[1]
-    fig, axes = plt.subplots(k, k, figsize=(1.6 * k, 1.6 * k))
+    fig, axes = plt.subplots(k, k, figsize=(1.7 * k, 1.7 * k))
     s = scores.numpy()
+    names = [f"PC{i + 1} ({100 * float(ratio[i]):.1f}%)" for i in range(k)]
     for i in range(k):
         for j in range(k):
             ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
             if j > i:
                 ax.axis("off")
-            elif i == j:
+                continue
+            if i == j:
                 ax.hist(s[:, i], bins=30, color="tab:gray")
             else:
                 ax.scatter(s[:, j], s[:, i], s=1, alpha=0.5)
-    fig.suptitle(f"PCA of gauge-fixed weights, {tag} (Fig. 9)")
+            if i == k - 1:
+                ax.set_xlabel(names[j], fontsize=7)
+            if j == 0 and i > 0:
+                ax.set_ylabel(names[i], fontsize=7)
+    fig.suptitle(f"PCA of {s.shape[0]} gauge-fixed generated networks, {tag} (Fig. 9); "
+                 "diagonal: histograms", fontsize=9)  # fmt: skip
+    fig.tight_layout()
     stem = f"pca_{tag}"
     save_figure(fig, ctx.figure_path(stem))
     return f"{stem}.png"
