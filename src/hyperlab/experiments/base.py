@@ -360,6 +360,7 @@ def run_experiment(
     if dev.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(int(cfg.cpu_threads))  # small models: 1 thread avoids spin-waits
     start = time.perf_counter()
+    git = _git_commit()  # the code that runs: read before the run, not after it
     try:
         machine = _machine(dev)
         result = exp.run(ctx)
@@ -388,7 +389,7 @@ def run_experiment(
         "wall_seconds": round(time.perf_counter() - start, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "git": _git_commit(),
+        "git": git,
         "machine": machine,
         "versions": {
             "hyperlab": _version(),

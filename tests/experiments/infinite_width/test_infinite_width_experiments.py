@@ -114,6 +114,8 @@ def test_dynamics_records_every_epoch(tmp_path, data_root):
     assert m["diverged_at_epoch"]["3"]["10"] == [None]
     assert m["diverged_runs"]["3"]["10"] == 0
     assert m["stayed_at_chance"]["3"]["10"] == [runs[0][-1] < 2 / 12]
+    # one width: no widest-vs-narrowest claims (they would compare a width with itself)
+    assert not [c for c in record["claims"] if "narrowest" in c["claim"]]
     assert math.isclose(m["chance"], 1 / 12)
 
 

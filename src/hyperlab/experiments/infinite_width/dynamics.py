@@ -186,7 +186,7 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
     at_chance = {dep: {w: [bool(math.isfinite(r[-1]) and r[-1] < 2 * chance) for r in runs]
                        for w, runs in by_w.items()} for dep, by_w in acc.items()}  # fmt: skip
     claims = []
-    for dep in depths:
+    for dep in depths if len(widths) > 1 else []:  # width claims need two widths
         lo, hi = widths[0], widths[-1]
         claims.append(Claim(
             f"g depth {dep}: the widest g ends more accurate than the narrowest", PAPER_REF,
