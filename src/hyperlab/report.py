@@ -97,6 +97,9 @@ def _provenance(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
     run = f"seed {record.get('seed', '?')}" + (f" ({seeds} repetitions)" if seeds else "")
     if "wall_seconds" in record:
         run += f", {record['wall_seconds'] / 60:.1f} min"
+        resumed = record.get("resumed_from") or {}
+        if resumed.get("trained_seconds"):
+            run += f" (+{resumed['trained_seconds'] / 60:.1f} min of resumed training)"
     m = record.get("machine") or {}
     machine = m.get("gpu") or (f"{m.get('cpu_count', '?')}-core {m.get('processor', '')} CPU, "
                                f"{m.get('torch_threads', '?')} threads" if m else "?")  # fmt: skip

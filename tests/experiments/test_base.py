@@ -77,6 +77,7 @@ def test_out_dir_of_another_config_is_refused_unless_overwrite(tmp_path, capsys)
     assert "resuming from 2 training run(s)" in capsys.readouterr().err
     again = json.loads((out / "results.json").read_text())
     assert again["resumed_from"]["training_runs"] == 2
+    assert again["resumed_from"]["trained_seconds"] > 0
     assert again["metrics"]["hypernetwork_mse"] == first["metrics"]["hypernetwork_mse"]
     # another config into the same folder is refused, naming what differs
     assert main([*argv, "n_conditions=10"]) == 2

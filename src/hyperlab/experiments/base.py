@@ -306,6 +306,20 @@ def _check_out_dir(out: Path, name: str, config: Config, seed: int) -> None:
         )
 
 
+def _trained_seconds(checkpoints: Sequence[Path]) -> float:
+    """Training time already spent in checkpointed runs (the epochs' recorded seconds)."""
+    from hyperlab.io import CheckpointError, safe_torch_load
+
+    total = 0.0
+    for path in checkpoints:
+        try:
+            history = safe_torch_load(path).get("history", [])
+        except (CheckpointError, OSError):
+            continue  # fit() reports an unreadable checkpoint when it gets there
+        total += sum(float(r.get("seconds", 0.0)) for r in history)
+    return total
+
+
 def run_experiment(
     name: str,
     *,
@@ -341,7 +355,8 @@ def run_experiment(
     found = sorted(ckpt_root.rglob("last.pt")) if ckpt_root.exists() else []
     resumed = None
     if found:
-        resumed = {"checkpoints": str(ckpt_root), "training_runs": len(found)}
+        resumed = {"checkpoints": str(ckpt_root), "training_runs": len(found),
+                   "trained_seconds": round(_trained_seconds(found), 1)}  # fmt: skip
         print(f"hyperlab: resuming from {len(found)} training run(s) checkpointed in "
               f"{ckpt_root} (--no-resume starts over)", file=sys.stderr)  # fmt: skip
     ctx = RunContext(
