@@ -356,7 +356,7 @@ def run_experiment(
     resumed = None
     if found:
         resumed = {"checkpoints": str(ckpt_root), "training_runs": len(found),
-                   "trained_seconds": round(_trained_seconds(found), 1)}  # fmt: skip
+                   "trained_seconds": _trained_seconds(found)}  # fmt: skip
         print(f"hyperlab: resuming from {len(found)} training run(s) checkpointed in "
               f"{ckpt_root} (--no-resume starts over)", file=sys.stderr)  # fmt: skip
     ctx = RunContext(
