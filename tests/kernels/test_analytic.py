@@ -410,3 +410,37 @@ def test_tiles_across_threads_give_the_one_thread_result():
     cross2 = hk((x, z), (x[:7], z[:7]), block_size=16)
     for k in ("nngp", "ntk"):
         assert torch.equal(one[k], two[k]) and torch.equal(cross1[k], cross2[k])
+
+
+def test_repeated_x_uses_distinct_f_kernels_with_the_same_result(monkeypatch):
+    """Table 1's inputs repeat each image: f's kernels on the distinct images, gathered per
+    tile, give the kernels computed pair by pair."""
+    import hyperlab.kernels.analytic as analytic
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(12, DX, generator=g, dtype=DT).repeat_interleave(6, 0)  # 12 images x 6
+    z = torch.randint(0, 28, (72, DZ), generator=g).to(DT)
+    xt, zt = x[::5][:7], torch.randint(0, 28, (7, DZ), generator=g).to(DT)
+    for variant in ("s_weighted", "released"):
+        hk = HyperKernel(DX, DZ, 3, 3, z_kernel="rbf", lengthscale=1.5, variant=variant)
+        fast = hk((x, z), block_size=16), hk((xt, zt), (x, z), block_size=16)
+        monkeypatch.setattr(analytic, "MAX_DISTINCT_PAIRS", 0)  # pair by pair
+        slow = hk((x, z), block_size=16), hk((xt, zt), (x, z), block_size=16)
+        monkeypatch.undo()
+        for a, b in zip(fast, slow, strict=True):
+            for k in ("nngp", "ntk"):
+                torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-12)
+
+
+def test_float32_tiles_close_to_float64():
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(40, DX, generator=g, dtype=DT).repeat_interleave(2, 0)
+    z = torch.randint(0, 28, (80, DZ), generator=g).to(DT)
+    hk = HyperKernel(DX, DZ, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    k64, k32 = hk((x, z)), hk((x, z), dtype=torch.float32)
+    for k in ("nngp", "ntk"):
+        assert k32[k].dtype == torch.float32
+        err = float((k32[k].double() - k64[k]).abs().max() / k64[k].abs().max())
+        assert 0 < err < 5e-3  # arccos near ρ = 1 amplifies float32 rounding to ~sqrt(eps)
+    with pytest.raises(ValueError, match="dtype"):
+        hk((x, z), dtype=torch.float16)

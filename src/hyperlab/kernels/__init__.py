@@ -6,9 +6,11 @@
 - :mod:`~hyperlab.kernels.empirical`: finite-width kernels via ``torch.func`` (Jacobian and
   NTK-vector products, the factorised hyperkernel of Eq. 12, Taylor terms of Eq. 5).
 - :mod:`~hyperlab.kernels.regression`: kernel regression of Eq. 18 and the NNGP posterior.
+- :mod:`~hyperlab.kernels.iterative`: the same regression for large N, matrix-free (PCG on
+  kernel tiles computed on the fly; across processes under torchrun).
 """
 
-from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, input_kernel
+from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, Tiles, input_kernel
 from hyperlab.kernels.empirical import (
     empirical_ntk,
     hyper_ntk,
@@ -17,6 +19,7 @@ from hyperlab.kernels.empirical import (
     trainable_params,
 )
 from hyperlab.kernels.features import FourierFeatures, rbf_kernel
+from hyperlab.kernels.iterative import CGFit, NotConvergedError, fit_kernel_regression_cg
 from hyperlab.kernels.regression import (
     KernelRegressionFit,
     NotPositiveDefiniteError,
@@ -28,6 +31,10 @@ from hyperlab.kernels.regression import (
 
 __all__ = [
     "ArcCosine",
+    "CGFit",
+    "NotConvergedError",
+    "Tiles",
+    "fit_kernel_regression_cg",
     "FourierFeatures",
     "HyperKernel",
     "KernelRegressionFit",

@@ -1,10 +1,11 @@
 """Analytic infinite-width kernels in NTK parameterization (infinite-width paper, Eq. 2-3).
 
-All kernels are computed in float64 and in tiles: the (N, M) output is preallocated and filled
-block by block, so the working set is O(block² · depth) besides the output itself. A symmetric
-call (second batch omitted) computes only the upper-triangle tiles. Row slabs are independent:
-``kernel((x1[a:b], z1[a:b]), u2)`` per process distributes the work. Outputs are allocated on
-the inputs' device.
+All kernels are computed in float64 (``dtype=torch.float32`` on request) and in tiles: the
+(N, M) output is preallocated and filled block by block, so the working set is O(block² · depth)
+besides the output itself. A symmetric call (second batch omitted) computes only the
+upper-triangle tiles. ``kernel.tiles(...)`` gives the matrix without building it (a
+:class:`Tiles`, one block at a time): the matrix-free solver of
+:mod:`hyperlab.kernels.iterative` works on it. Outputs are allocated on the inputs' device.
 
 Conventions (paper notation): a network with ``depth`` linear layers has ``depth - 1`` hidden
 activation layers, no biases unless asked, weights N(0, 1), the forward scaled by 1/√fan_in and
@@ -20,7 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -29,6 +30,7 @@ from hyperlab.primary import LEAKY_SLOPE, MLP, activation_gain
 
 __all__ = [
     "ArcCosine",
+    "Tiles",
     "MLPKernel",
     "HyperKernel",
     "input_kernel",
@@ -41,6 +43,10 @@ InputKernel = Literal["linear", "rbf"]
 Variant = Literal["s_weighted", "released"]
 Get = str | Sequence[str]
 DEFAULT_BLOCK = 256
+Index = slice | Tensor
+Job = TypeVar("Job")
+#: Largest number of distinct (x, x') pairs whose f-kernels HyperKernel precomputes (~270 MB).
+MAX_DISTINCT_PAIRS = 2**24
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,11 @@ class ArcCosine:
         """
         a, c2 = self.slope, self.gain**2
         c1 = c2 * (1 - a) ** 2 / (2 * math.pi)
-        rho = torch.div(cov, q.clamp_min(1e-300)).clamp_(-1.0, 1.0)
-        pi_minus = torch.arccos(rho).neg_().add_(math.pi)  # π - θ
+        rho = torch.div(cov, q.clamp_min(torch.finfo(q.dtype).tiny)).clamp_(-1.0, 1.0)
+        if rho.dtype == torch.float32:  # float32 arccos is up to 35x slower (|ρ| ~ 1e-20):
+            pi_minus = torch.arccos(rho.double()).neg_().add_(math.pi).float()  # float64 is not
+        else:
+            pi_minus = torch.arccos(rho).neg_().add_(math.pi)  # π - θ
         out = torch.mul(rho, rho).neg_().add_(1.0).clamp_min_(0.0).sqrt_()  # √(1 - ρ²)
         out.addcmul_(pi_minus, rho).mul_(q).mul_(c1)  # c²(1-α)²/2 · q κ₁(ρ)
         if a != 0.0:
@@ -104,10 +113,16 @@ def input_kernel(
         return (x1 @ x2.T) / x1.shape[-1]
     if kind == "rbf":
         if x1.shape[-1] <= 8:  # exact differences: d² = 0 exactly for equal rows
-            d2 = (x1[:, None, :] - x2[None, :, :]).pow(2).sum(-1)
+            d2 = torch.zeros(x1.shape[0], x2.shape[0], dtype=x1.dtype, device=x1.device)
+            for k in range(x1.shape[-1]):  # one 2-D pass per feature, no 3-D temporary
+                diff = torch.sub(x1[:, k, None], x2[None, :, k])
+                d2.addcmul_(diff, diff)
         else:
             d2 = (x1 * x1).sum(-1)[:, None] + (x2 * x2).sum(-1)[None, :] - 2.0 * (x1 @ x2.T)
-        return torch.exp(-d2.clamp_min_(0.0) / (2.0 * lengthscale**2))
+        # capped above the underflow point: denormal results make exp (and every later pass
+        # over them) many times slower, in float32 above all; the cap changes values < 1e-37
+        cap = -math.log(torch.finfo(d2.dtype).tiny) - 1.0
+        return torch.exp(d2.clamp_(0.0, cap * 2.0 * lengthscale**2).mul_(-0.5 / lengthscale**2))
     raise ValueError(f"input_kernel: expected 'linear' or 'rbf', got {kind!r}")
 
 
@@ -117,13 +132,15 @@ def _input_diag(x: Tensor, kind: InputKernel) -> Tensor:
     return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
 
 
-def _as_input(t: object, features: int, argument: str) -> Tensor:
+def _as_input(
+    t: object, features: int, argument: str, dtype: torch.dtype = torch.float64
+) -> Tensor:
     if not torch.is_tensor(t):
         try:
             t = torch.as_tensor(t)
         except Exception as err:  # noqa: BLE001
             raise TypeError(f"{argument}: expected a tensor, got {type(t)}") from err
-    t = t.to(torch.float64)
+    t = t.to(dtype)
     if t.dim() != 2 or t.shape[-1] != features:
         raise ValueError(f"{argument}: expected shape (N, {features}), got {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -146,15 +163,83 @@ def _check_positive_int(value: int, argument: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def _tiled(
-    tile: Callable[[slice, slice], dict[str, Tensor]],
-    n: int,
-    m: int,
-    names: tuple[str, ...],
-    symmetric: bool,
-    block: int,
-    device: torch.device,
-) -> dict[str, Tensor]:
+def _check_dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"dtype: expected torch.float64 or torch.float32, got {dtype!r}")
+    return dtype
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """A kernel matrix that is never built whole: ``tile(rows, cols)`` computes the block
+    K[rows, cols] of every kernel in ``names`` (a dict name -> tensor); rows and cols are
+    slices or index tensors.
+
+    ``shape`` is (N, M); ``symmetric`` when both inputs are the same batch (then K[cols, rows]
+    is the transpose of K[rows, cols]). Made by ``MLPKernel.tiles`` and ``HyperKernel.tiles``.
+    """
+
+    tile: Callable[[Index, Index], dict[str, Tensor]]
+    shape: tuple[int, int]
+    names: tuple[str, ...]
+    symmetric: bool
+    device: torch.device
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        if self.dtype == torch.float32 and self.device.type == "cpu":
+            object.__setattr__(self, "tile", _flushing_denormals(self.tile))
+
+
+def _flushing_denormals(
+    tile: Callable[[Index, Index], dict[str, Tensor]],
+) -> Callable[[Index, Index], dict[str, Tensor]]:
+    """float32 tiles run with denormals flushed to zero (a per-thread CPU flag, restored to
+    off after): products of far-apart points' tiny covariances otherwise fall into the
+    denormal range, where every pass over them is several times slower."""
+
+    def flushed(rows: Index, cols: Index) -> dict[str, Tensor]:
+        torch.set_flush_denormal(True)
+        try:
+            return tile(rows, cols)
+        finally:
+            torch.set_flush_denormal(False)
+
+    return flushed
+
+
+def run_tiles(work: Callable[[Job], None], jobs: Sequence[Job], device: torch.device) -> None:
+    """Run ``work`` on every job; on the CPU with T > 1 torch threads, T at a time, each job
+    single-threaded (a tile's elementwise passes are too small to split across threads)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or len(jobs) <= 1:
+        for job in jobs:
+            work(job)
+        return
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(work, jobs):
+                pass
+    finally:
+        torch.set_num_threads(threads)
+
+
+def tile_jobs(
+    tiles: Tiles, block: int, rows: slice | None = None
+) -> list[tuple[slice, slice, bool]]:
+    """(rows, cols, off_diagonal) blocks covering ``tiles`` (or its row range ``rows``), block
+    upper triangle only if symmetric."""
+    n, m = tiles.shape
+    r0, r1 = (0, n) if rows is None else (rows.start, rows.stop)
+    return [
+        (slice(i0, min(i0 + block, r1)), slice(j0, min(j0 + block, m)), j0 != i0)
+        for i0 in range(r0, r1, block)
+        for j0 in range(i0 if tiles.symmetric else 0, m, block)
+    ]
+
+
+def _tiled(tiles: Tiles, block: int) -> dict[str, Tensor]:
     """Fill preallocated (n, m) outputs tile by tile; upper-triangle tiles only if symmetric.
 
     On the CPU with T > 1 torch threads, T tiles run at a time, each single-threaded: a tile's
@@ -162,33 +247,18 @@ def _tiled(
     slower than one), so the parallelism goes across tiles instead. Every tile is computed
     exactly as on one thread, so the result does not depend on T.
     """
-    out = {k: torch.empty(n, m, dtype=torch.float64, device=device) for k in names}
-    jobs = [
-        (slice(i0, min(i0 + block, n)), slice(j0, min(j0 + block, m)), j0 != i0)
-        for i0 in range(0, n, block)
-        for j0 in range(i0 if symmetric else 0, m, block)
-    ]
+    (n, m), names, symmetric = tiles.shape, tiles.names, tiles.symmetric
+    out = {k: torch.empty(n, m, dtype=tiles.dtype, device=tiles.device) for k in names}
 
     def work(job: tuple[slice, slice, bool]) -> None:
         rows, cols, off_diagonal = job
-        res = tile(rows, cols)
+        res = tiles.tile(rows, cols)
         for k in names:  # tiles cover disjoint blocks: concurrent writes never overlap
             out[k][rows, cols] = res[k]
             if symmetric and off_diagonal:
                 out[k][cols, rows] = res[k].T
 
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1 or len(jobs) == 1:
-        for job in jobs:
-            work(job)
-    else:
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(threads) as pool:
-                for _ in pool.map(work, jobs):
-                    pass
-        finally:
-            torch.set_num_threads(threads)
+    run_tiles(work, tile_jobs(tiles, block), tiles.device)
     if symmetric:  # diagonal tiles are symmetric up to rounding: make them exactly so
         for k in names:
             for i0 in range(0, n, block):
@@ -275,6 +345,28 @@ class MLPKernel:
             out["ntk"] = theta
         return out
 
+    def tiles(
+        self,
+        x1: Tensor,
+        x2: Tensor | None = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        dtype: torch.dtype = torch.float64,
+    ) -> Tiles:
+        """The kernel matrices between rows of ``x1`` (N, d) and ``x2`` (M, d; default ``x1``)
+        as :class:`Tiles`, computed block by block on demand."""
+        names, _ = _parse_get(get)
+        dtype = _check_dtype(dtype)
+        a = _as_input(x1, self.in_features, "x1", dtype)
+        symmetric = x2 is None
+        b = a if symmetric else _as_input(x2, self.in_features, "x2", dtype).to(a.device)
+        d1, d2 = self._diags(a), self._diags(b)
+
+        def tile(r: Index, c: Index) -> dict[str, Tensor]:
+            return self._tile(a[r], b[c], [d[r] for d in d1], [d[c] for d in d2], names)
+
+        return Tiles(tile, (a.shape[0], b.shape[0]), names, symmetric, a.device, dtype)
+
     def __call__(
         self,
         x1: Tensor,
@@ -282,23 +374,15 @@ class MLPKernel:
         get: Get = ("nngp", "ntk"),
         *,
         block_size: int = DEFAULT_BLOCK,
+        dtype: torch.dtype = torch.float64,
     ) -> Tensor | dict[str, Tensor]:
         """Kernel matrices between rows of ``x1`` (N, d) and ``x2`` (M, d; default ``x1``).
 
-        Returns a float64 tensor for a single ``get`` name, else a dict name -> (N, M) tensor.
+        Returns a tensor for a single ``get`` name, else a dict name -> (N, M) tensor.
         """
-        names, single = _parse_get(get)
         block = _check_positive_int(block_size, "block_size")
-        a = _as_input(x1, self.in_features, "x1")
-        symmetric = x2 is None
-        b = a if symmetric else _as_input(x2, self.in_features, "x2").to(a.device)
-        d1, d2 = self._diags(a), self._diags(b)
-
-        def tile(r: slice, c: slice) -> dict[str, Tensor]:
-            return self._tile(a[r], b[c], [d[r] for d in d1], [d[c] for d in d2], names)
-
-        out = _tiled(tile, a.shape[0], b.shape[0], names, symmetric, block, a.device)
-        return _finish(out, single)
+        out = _tiled(self.tiles(x1, x2, get, dtype=dtype), block)
+        return _finish(out, _parse_get(get)[1])
 
 
 class HyperKernel:
@@ -414,14 +498,12 @@ class HyperKernel:
 
     def _tile(
         self,
-        xs: tuple[Tensor, Tensor],
+        f_out: dict[str, Tensor],
         zs: tuple[Tensor, Tensor],
-        fd: tuple[list[Tensor], list[Tensor]],
         gd: tuple[list[Tensor], list[Tensor]],
         names: tuple[str, ...],
     ) -> dict[str, Tensor]:
         need_ntk = "ntk" in names
-        f_out = self.f._tile(xs[0], xs[1], fd[0], fd[1], ("nngp", "ntk") if need_ntk else ())
         s = f_out["nngp"]
         gb = 1.0 if self.g_bias else 0.0
         s_back = s if self.variant == "s_weighted" else None
@@ -442,6 +524,76 @@ class HyperKernel:
             out["ntk"] = f_out["ntk"] * t
         return out
 
+    def _inputs(self, u: object, argument: str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        x, z = _split_u(u, argument)
+        x = _as_input(x, self.x_features, f"{argument}[0] (x, f's input)", dtype)
+        z = _as_input(z, self.z_features, f"{argument}[1] (z, g's input)", dtype)
+        if x.shape[0] != z.shape[0]:
+            raise ValueError(
+                f"{argument}: x and z must have the same number of rows, got {x.shape[0]} and "
+                f"{z.shape[0]}"
+            )
+        return x, z
+
+    def tiles(
+        self,
+        u1: tuple[Tensor, Tensor],
+        u2: tuple[Tensor, Tensor] | None = None,
+        get: Get = ("nngp", "ntk"),
+        *,
+        dtype: torch.dtype = torch.float64,
+    ) -> Tiles:
+        """The kernels between u1 = (x1 (N, d_x), z1 (N, d_z)) and u2 (default u1) as
+        :class:`Tiles`, computed block by block on demand.
+
+        When x repeats (Table 1: every image with many pixels), f's kernels S and Θ^f are
+        computed once on the distinct rows of x and gathered per tile: exact, and only g's
+        recursion is paid per (x, z) pair.
+        """
+        names, _ = _parse_get(get)
+        dtype = _check_dtype(dtype)
+        x1, z1 = self._inputs(u1, "u1", dtype)
+        symmetric = u2 is None
+        x2, z2 = (x1, z1) if symmetric else self._inputs(u2, "u2", dtype)
+        x2, z2 = x2.to(x1.device), z2.to(x1.device)
+        fd1, fd2 = self.f._diags(x1), self.f._diags(x2)
+        s1, s2 = fd1[-1], fd2[-1]  # S(x, x): f's output NNGP on the diagonal
+        gd1, gd2 = self._g_diags(s1, z1), self._g_diags(s2, z2)
+        f_names = ("nngp", "ntk") if "ntk" in names else ("nngp",)
+        f_tile = self._distinct_f(x1, None if symmetric else x2, f_names)
+        if f_tile is None:
+
+            def f_tile(r: Index, c: Index) -> dict[str, Tensor]:
+                return self.f._tile(x1[r], x2[c], [d[r] for d in fd1], [d[c] for d in fd2],
+                                    f_names)  # fmt: skip
+
+        def tile(r: Index, c: Index) -> dict[str, Tensor]:
+            gd = ([d[r] for d in gd1], [d[c] for d in gd2])
+            return self._tile(f_tile(r, c), (z1[r], z2[c]), gd, names)
+
+        return Tiles(tile, (x1.shape[0], x2.shape[0]), names, symmetric, x1.device, dtype)
+
+    def _distinct_f(
+        self, x1: Tensor, x2: Tensor | None, f_names: tuple[str, ...]
+    ) -> Callable[[Index, Index], dict[str, Tensor]] | None:
+        """f's kernels on the distinct rows of x, gathered per tile; None when x barely
+        repeats (fewer than 4× fewer distinct pairs) or the distinct kernels would be large."""
+        u1, inv1 = torch.unique(x1, dim=0, return_inverse=True)
+        u2, inv2 = (u1, inv1) if x2 is None else torch.unique(x2, dim=0, return_inverse=True)
+        pairs = u1.shape[0] * u2.shape[0]
+        if 4 * pairs > inv1.numel() * inv2.numel() or pairs > MAX_DISTINCT_PAIRS:
+            return None
+        f_k = self.f(u1, None if x2 is None else u2, get=f_names, dtype=x1.dtype)
+        f_k = {f_names[0]: f_k} if torch.is_tensor(f_k) else f_k
+
+        def f_tile(r: Index, c: Index) -> dict[str, Tensor]:
+            # K[r, c] = E_r K_distinct E_cᵀ with one-hot E: exact, and two small GEMMs are
+            # far faster than an elementwise gather of the block
+            (ur, er), (uc, ec) = _one_hot(inv1[r], x1.dtype), _one_hot(inv2[c], x1.dtype)
+            return {k: er @ v[ur][:, uc] @ ec.T for k, v in f_k.items()}
+
+        return f_tile
+
     def __call__(
         self,
         u1: tuple[Tensor, Tensor],
@@ -449,45 +601,20 @@ class HyperKernel:
         get: Get = ("nngp", "ntk"),
         *,
         block_size: int = DEFAULT_BLOCK,
+        dtype: torch.dtype = torch.float64,
     ) -> Tensor | dict[str, Tensor]:
-        """Kernels between u1 = (x1 (N, d_x), z1 (N, d_z)) and u2 (default u1): (N, M) float64."""
-        names, single = _parse_get(get)
+        """Kernels between u1 = (x1 (N, d_x), z1 (N, d_z)) and u2 (default u1): (N, M)."""
         block = _check_positive_int(block_size, "block_size")
-        x1, z1 = _split_u(u1, "u1")
-        x1 = _as_input(x1, self.x_features, "u1[0] (x, f's input)")
-        z1 = _as_input(z1, self.z_features, "u1[1] (z, g's input)")
-        if x1.shape[0] != z1.shape[0]:
-            raise ValueError(
-                f"u1: x and z must have the same number of rows, got {x1.shape[0]} and "
-                f"{z1.shape[0]}"
-            )
-        symmetric = u2 is None
-        if symmetric:
-            x2, z2 = x1, z1
-        else:
-            x2, z2 = _split_u(u2, "u2")
-            x2 = _as_input(x2, self.x_features, "u2[0] (x, f's input)")
-            z2 = _as_input(z2, self.z_features, "u2[1] (z, g's input)")
-            if x2.shape[0] != z2.shape[0]:
-                raise ValueError(
-                    f"u2: x and z must have the same number of rows, got {x2.shape[0]} and "
-                    f"{z2.shape[0]}"
-                )
-        fd1, fd2 = self.f._diags(x1), self.f._diags(x2)
-        s1, s2 = fd1[-1], fd2[-1]  # S(x, x): f's output NNGP on the diagonal
-        gd1, gd2 = self._g_diags(s1, z1), self._g_diags(s2, z2)
+        out = _tiled(self.tiles(u1, u2, get, dtype=dtype), block)
+        return _finish(out, _parse_get(get)[1])
 
-        def tile(r: slice, c: slice) -> dict[str, Tensor]:
-            return self._tile(
-                (x1[r], x2[c]),
-                (z1[r], z2[c]),
-                ([d[r] for d in fd1], [d[c] for d in fd2]),
-                ([d[r] for d in gd1], [d[c] for d in gd2]),
-                names,
-            )
 
-        out = _tiled(tile, x1.shape[0], x2.shape[0], names, symmetric, block, x1.device)
-        return _finish(out, single)
+def _one_hot(index: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(distinct values of ``index``, one-hot (len(index), n_distinct) matrix selecting them)."""
+    distinct, inverse = torch.unique(index, return_inverse=True)
+    hot = torch.zeros(index.shape[0], distinct.shape[0], dtype=dtype, device=index.device)
+    hot[torch.arange(index.shape[0], device=index.device), inverse] = 1.0
+    return distinct, hot
 
 
 def _split_u(u: object, argument: str) -> tuple[Tensor, Tensor]:

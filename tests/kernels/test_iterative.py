@@ -1,0 +1,129 @@
+"""Matrix-free kernel regression (PCG on tiles) against the dense Cholesky path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperlab.kernels import HyperKernel, MLPKernel, fit_kernel_regression
+from hyperlab.kernels.iterative import NotConvergedError, fit_kernel_regression_cg
+
+DT = torch.float64
+HERE = Path(__file__).parent
+
+
+def table1_like(n_images: int, copies: int, seed: int = 0):
+    """(x, z) pairs like Table 1's: each 'image' x repeated with random pixel coordinates z."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_images, 6, generator=g, dtype=DT).repeat_interleave(copies, 0)
+    z = torch.randint(0, 28, (n_images * copies, 2), generator=g).to(DT)
+    y = torch.sin(x[:, 0] + z[:, 0] / 5) + 0.1 * torch.randn(len(x), generator=g, dtype=DT)
+    return x, z, y
+
+
+def _dense(kernel, train, test, y, get, **kw):
+    k, ks = kernel(train, get=get), kernel(test, train, get=get)
+    return fit_kernel_regression(k, y, **kw).predict(ks).mean
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("variant", ["s_weighted", "released"])
+def test_hyperkernel_cg_equals_dense(variant):
+    x, z, y = table1_like(30, 8)
+    xt, zt, _ = table1_like(4, 5, seed=1)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5, variant=variant)
+    fit = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-10, rank=40,
+                                   block_size=64)  # fmt: skip
+    pred = fit.predict((xt, zt))
+    for k in ("nngp", "ntk"):
+        assert pred[k].shape == (20,)
+        assert _rel(pred[k], _dense(hk, (x, z), (xt, zt), y, k)) < 1e-6
+        assert fit.residual[k] <= 1e-9
+    assert 0 < fit.iterations < 240 and fit.history[-1] <= 1e-10
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_mlp_kernels_cg_equals_dense_multi_output_and_relative_ridge(bias):
+    g = torch.Generator().manual_seed(3)
+    x, xt = torch.randn(150, 5, generator=g, dtype=DT), torch.randn(9, 5, generator=g, dtype=DT)
+    y = torch.stack([x[:, 0].sin(), x[:, 1] * x[:, 2]], 1)
+    mk = MLPKernel(5, 4, activation="leaky_relu", bias=bias)
+    for get, kw in (("nngp", {}), ("ntk", {"eps": 1e-2, "ridge": "relative"})):
+        fit = fit_kernel_regression_cg(mk, x, y, get=get, tol=1e-11, rank=20, block_size=32, **kw)
+        pred = fit.predict(xt)
+        assert pred.shape == (9, 2)
+        assert _rel(pred, _dense(mk, x, xt, y, get, **kw)) < 1e-6
+
+
+def test_preconditioner_cuts_iterations():
+    x, z, y = table1_like(40, 10)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    plain = fit_kernel_regression_cg(hk, (x, z), y, rank=0, tol=1e-8, max_iter=2000)
+    pre = fit_kernel_regression_cg(hk, (x, z), y, rank=100, tol=1e-8)
+    assert pre.iterations < plain.iterations
+    torch.testing.assert_close(pre.predict((x, z)), plain.predict((x, z)), rtol=1e-6, atol=1e-7)
+
+
+def test_not_converged_raises_named_error():
+    x, z, y = table1_like(20, 5)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf")
+    with pytest.raises(NotConvergedError, match="max_iter=3"):
+        fit_kernel_regression_cg(hk, (x, z), y, rank=0, max_iter=3, tol=1e-12)
+
+
+def test_float32_tiles_accuracy_bound():
+    x, z, y = table1_like(30, 8)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    f64 = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-9)
+    f32 = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-6,
+                                   dtype=torch.float32)  # fmt: skip
+    p64, p32 = f64.predict((x[:50], z[:50])), f32.predict((x[:50], z[:50]))
+    for k in ("nngp", "ntk"):
+        assert p32[k].dtype == DT
+        assert 0 < _rel(p32[k], p64[k]) < 1e-2
+
+
+def test_bad_arguments_raise_clear_errors():
+    x, z, y = table1_like(5, 2)
+    hk = HyperKernel(6, 2, 3, 3)
+    with pytest.raises(ValueError, match="eps"):
+        fit_kernel_regression_cg(hk, (x, z), y, eps=0.0)
+    with pytest.raises(ValueError, match="tol"):
+        fit_kernel_regression_cg(hk, (x, z), y, tol=2.0)
+    with pytest.raises(ValueError, match="rank"):
+        fit_kernel_regression_cg(hk, (x, z), y, rank=-1)
+    with pytest.raises(ValueError, match="y_train"):
+        fit_kernel_regression_cg(hk, (x, z), y[:3])
+    with pytest.raises(TypeError, match="kernel"):
+        fit_kernel_regression_cg(lambda a: a, (x, z), y)
+
+
+def test_two_processes_under_torchrun_give_the_single_process_answer(tmp_path):
+    """torchrun, 2 CPU processes (gloo): each rank computes half the tiles, one all-reduce per
+    iteration; both ranks end with the single-process α and predictions."""
+    out = tmp_path / "dist.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HERE / "cg_worker.py"), str(out)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = torch.load(out)
+    x, z, y = table1_like(24, 6)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    ref = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-10, rank=30,
+                                   block_size=16)  # fmt: skip
+    ref_pred = ref.predict((x[:40], z[:40]))
+    # the all-reduce sums the ranks' halves in another order: rounding, so a few iterations more
+    # or less, the same answer
+    assert got["world"] == 2 and abs(got["iterations"] - ref.iterations) <= 5
+    for k in ("nngp", "ntk"):
+        torch.testing.assert_close(got["alpha"][k], ref.alpha[k], rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(got["pred"][k], ref_pred[k], rtol=1e-9, atol=1e-9)
