@@ -97,6 +97,8 @@ def _provenance(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
     run = f"seed {record.get('seed', '?')}" + (f" ({seeds} repetitions)" if seeds else "")
     if "wall_seconds" in record:
         run += f", {record['wall_seconds'] / 60:.1f} min"
+        if record.get("peak_memory_mb"):
+            run += f", peak memory {record['peak_memory_mb'] / 1024:.1f} GB"
         resumed = record.get("resumed_from") or {}
         if resumed.get("trained_seconds"):
             run += f" (+{resumed['trained_seconds'] / 60:.1f} min of resumed training)"
@@ -150,6 +152,8 @@ def render_report(
         ]
         if "wall_seconds" in r:
             info.append(f"{r['wall_seconds']} s wall")
+        if r.get("peak_memory_mb"):
+            info.append(f"peak memory {r['peak_memory_mb']:.0f} MB")
         lines += [f"Results: `{path}`; " + ", ".join(info) + ".", ""]
         ref = r.get("paper_reference", {})
         if ref.get("claims"):

@@ -402,6 +402,7 @@ def run_experiment(
         "notes": result.notes,
         "figures": result.figures,
         "wall_seconds": round(time.perf_counter() - start, 2),
+        "peak_memory_mb": _peak_memory_mb(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "git": git,
@@ -414,6 +415,16 @@ def run_experiment(
     }
     atomic_write_json(out / RESULTS_NAME, record)  # NaN/inf -> null
     return record
+
+
+def _peak_memory_mb() -> float | None:
+    """This process's peak resident memory so far (None where the OS does not report it)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
 def _version() -> str:

@@ -93,7 +93,6 @@ class CGFit:
         blocks = list(range(0, m, self.block_size))[rank::world]
         some = next(iter(self.alpha.values()))
         out = {k: torch.zeros(m, some.shape[1], dtype=F64, device=some.device) for k in names}
-        alpha = {k: a.to(self.dtype) for k, a in self.alpha.items()}
 
         def work(i0: int) -> None:  # one row block per job: writes never overlap
             rows = slice(i0, min(i0 + self.block_size, m))
@@ -101,7 +100,7 @@ class CGFit:
                 cols = slice(j0, min(j0 + self.block_size, n))
                 blk = tiles.tile(rows, cols)
                 for k in names:
-                    out[k][rows] += (blk[k] @ alpha[k][cols]).to(F64)
+                    out[k][rows] += blk[k].to(F64) @ self.alpha[k][cols]
 
         run_tiles(work, blocks, tiles.device)
         for k in names:
@@ -140,7 +139,6 @@ class _Operator:
         """K v for stacked v (S, N, T): each upper-triangle tile once, applied to both halves;
         threads accumulate into their own buffers, ranks are summed by one all-reduce."""
         names = self.tiles.names
-        vd = v.to(self.tiles.dtype)
         chunks = [self.jobs[i :: self.threads] for i in range(self.threads)]
         bufs = [torch.zeros_like(v) for _ in chunks]
         lock = threading.Lock()
@@ -152,10 +150,12 @@ class _Operator:
             for rows, cols, off_diagonal in chunk:
                 blk = self.tiles.tile(rows, cols)
                 for i, k in enumerate(names):
-                    kt = blk[k]
-                    buf[i, rows] += (kt @ vd[i, cols]).to(F64)
+                    # float32 tiles are widened, not v narrowed: the operator stays one fixed
+                    # matrix, so CG's recursive residual tracks the true one
+                    kt = blk[k].to(F64)
+                    buf[i, rows] += kt @ v[i, cols]
                     if off_diagonal:
-                        buf[i, cols] += (kt.T @ vd[i, rows]).to(F64)
+                        buf[i, cols] += kt.T @ v[i, rows]
 
         run_tiles(work, chunks, self.tiles.device)
         out = bufs[0]

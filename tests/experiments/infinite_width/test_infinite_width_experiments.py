@@ -182,3 +182,27 @@ def test_fig2_models_follow_the_released_code():
     assert relu.g.hidden_activations == [True, True]
     ours = build_model(DynamicsConfig(model="hyperlab"), 784, 3, 10, gen)
     assert ours.f.init == "hyperfan" and ours.f.head.in_features == 200
+
+
+def test_representation_cg_solver_matches_dense(tmp_path, data_root):
+    """solver='cg' (matrix-free PCG) gives the dense Cholesky path's Table 1 to solver tolerance,
+    and records its iterations and the run's peak memory."""
+    common = {"hn_runs": 0, "tasks": ["representation"], "variants": ["s_weighted"]}
+    runs = {
+        solver: run_experiment(
+            "infinite-width-representation",
+            preset="tiny",
+            out_dir=tmp_path / solver,
+            data_dir=data_root,
+            progress=False,
+            overrides={**common, "solver": solver, "cg_tol": 1e-10, "cg_rank": 5},
+        )  # fmt: skip
+        for solver in ("dense", "cg")
+    }
+    dense, cg = (runs[s]["metrics"]["representation"] for s in ("dense", "cg"))
+    for key in ("hyperkernel_mse", "nngp_mse"):
+        for a, b in zip(dense[key], cg[key], strict=True):
+            assert abs(a - b) <= 1e-7 * abs(a)
+    solves = runs["cg"]["metrics"]["solves"]
+    assert solves and all(s["iterations"] > 0 for s in solves)
+    assert runs["cg"]["peak_memory_mb"] > 0
