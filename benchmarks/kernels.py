@@ -1,4 +1,5 @@
-"""Kernel benchmarks, in one run: analytic hyperkernel at N = 2,000 / 10,000 / 20,000, the
+"""Kernel benchmarks, in one run: analytic hyperkernel at N = 2,000 / 10,000 / 20,000 and a
+plain MLP NTK with as many arc-cosine layers at the same N (ratio printed), the
 Table-1 cross kernel (4 test images x 784 pixels against N = 1,000 training samples) at one and
 two threads, and the empirical hyperkernel at N = 500 with f of width 1024 (factorised Eq. 12
 vs direct Jacobian).
@@ -54,6 +55,31 @@ def run_analytic(n: int, block: int, get: str) -> dict:
         "peak_rss_mb": _rss_mb(),
         "work_mb": _rss_mb() - base,
         "output_mb": out_mb,
+    }
+
+
+def run_mlp(n: int, block: int, get: str) -> dict:
+    """A plain MLP NTK with as many arc-cosine layers as the hyperkernel's f and g together
+    (depth 5: 4 hidden layers = f's 2 + g's 2), on the same inputs (x, z) concatenated."""
+    import torch
+
+    from hyperlab.kernels import MLPKernel
+
+    torch.manual_seed(0)
+    x = torch.randn(n, 784, dtype=torch.float64)
+    z = torch.randint(0, 28, (n, 2)).to(torch.float64)
+    mk = MLPKernel(786, 5)
+    base = _current_rss_mb()
+    t0 = time.perf_counter()
+    out = mk(torch.cat([x, z], 1), get=tuple(get.split(",")), block_size=block)
+    sec = time.perf_counter() - t0
+    out = out if isinstance(out, dict) else {"k": out}
+    return {
+        "case": f"MLP NTK depth 5 N={n}",
+        "seconds": sec,
+        "peak_rss_mb": _rss_mb(),
+        "work_mb": _rss_mb() - base,
+        "output_mb": sum(v.numel() * 8 for v in out.values()) / 2**20,
     }
 
 
@@ -147,6 +173,8 @@ def main() -> None:
         kind, *rest = a.child
         if kind == "analytic":
             res = run_analytic(int(rest[0]), int(rest[1]), rest[2])
+        elif kind == "mlp":
+            res = run_mlp(int(rest[0]), int(rest[1]), rest[2])
         elif kind == "cross":
             res = run_cross(int(rest[0]), int(rest[1]))
         else:
@@ -163,6 +191,11 @@ def main() -> None:
         r = _child(["analytic", str(n), str(a.block), a.get], a.threads)
         _show(r)
         analytic.append(r)
+    mlp = []
+    for n in sizes:
+        r = _child(["mlp", str(n), str(a.block), a.get], a.threads)
+        _show(r)
+        mlp.append(r)
     cross = {t: _child(["cross", "1000", str(a.block)], t) for t in (1, 2)}
     for r in cross.values():
         _show(r)
@@ -187,6 +220,9 @@ def main() -> None:
         f"x{cross[2]['seconds'] / cross[1]['seconds']:.2f}, analytic N={sizes[0]} "
         f"x{small[2]['seconds'] / small[1]['seconds']:.2f} (below 1: two threads are faster)"
     )
+    for h, m in zip(analytic, mlp, strict=True):
+        print(f"  hyperkernel / MLP NTK (same N, 4 arc-cosine layers each), "
+              f"{h['case'].split()[-1]}: x{h['seconds'] / m['seconds']:.2f}")  # fmt: skip
     f, d = emp["factorised"], emp["jacobian"]
     rel = abs(f["checksum"] - d["checksum"]) / abs(d["checksum"])
     print(

@@ -190,8 +190,9 @@ def _fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def check_finite(x: Tensor, argument: str) -> None:
-    """Raise a ValueError naming ``argument`` if ``x`` holds NaN/inf (skipped under torch.func)."""
-    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+    """Raise a ValueError naming ``argument`` if ``x`` holds NaN/inf (skipped under torch.func
+    and torch.compile, where a data-dependent check would break the graph)."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
         return  # inside vmap/grad the check would be data-dependent control flow
     if x.is_floating_point() and not torch.isfinite(x).all():
         raise ValueError(f"{argument}: contains NaN or infinite values")

@@ -127,3 +127,17 @@ def test_two_processes_under_torchrun_give_the_single_process_answer(tmp_path):
     for k in ("nngp", "ntk"):
         torch.testing.assert_close(got["alpha"][k], ref.alpha[k], rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(got["pred"][k], ref_pred[k], rtol=1e-9, atol=1e-9)
+
+
+def test_tile_cache_changes_time_not_the_answer():
+    x, z, y = table1_like(20, 6)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    kw = {"get": ("nngp", "ntk"), "tol": 1e-9, "rank": 10, "block_size": 16}
+    ref = fit_kernel_regression_cg(hk, (x, z), y, **kw)
+    for gb in (1.0, 20_000 / 2**30):  # everything cached; a budget of a few tiles
+        got = fit_kernel_regression_cg(hk, (x, z), y, cache_gb=gb, **kw)
+        assert got.iterations == ref.iterations
+        for k in ("nngp", "ntk"):
+            assert torch.equal(got.alpha[k], ref.alpha[k])
+    with pytest.raises(ValueError, match="cache_gb"):
+        fit_kernel_regression_cg(hk, (x, z), y, cache_gb=-1.0)
