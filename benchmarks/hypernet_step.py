@@ -1,129 +1,258 @@
-"""Time one training step of the MNIST rotation hypernetwork three ways, in one run.
+"""One training step of the MNIST rotation hypernetwork, written every way a user would, in one run.
 
 f: the flattened 784-pixel image -> 4 hidden layers of width 200 -> all weights of
-g: 784 -> 50 -> 50 -> 12 (3 layers of width 50), batch 100, SGD, cross-entropy.
+g: 784 -> 50 -> 50 -> 12 (3 layers), batch 100, SGD, cross-entropy. Contenders, all with the
+same f (its trunk and head are shared, so every path computes the same function):
 
-1. hyperlab: per-sample weights as one batched call (``HyperModel``), with the first layer of g
-   contracted against f's head (fused) and with it materialised (``fused=False``);
-2. a Python loop over the samples (generate θ_i, run g on x_i, one at a time);
-3. the machine's dense matmul rate (a large square GEMM), the GFLOP/s "possible".
+1. hyperlab ``HyperModel``, first layer of g contracted against f's head (fused) and with the
+   weights materialised (``fused=False``);
+2. ``torch.func.vmap(functional_call)`` of an ``nn.Sequential`` g over per-sample weight dicts;
+3. hand-written ``baddbmm`` on the split θ;
+4. a Python loop over the samples;
+5. ``torch.compile(fullgraph=True)`` of the hyperlab model, fused and materialised.
 
-FLOPs of a step are counted by ``torch.utils.flop_counter.FlopCounterMode`` (forward and
-backward). Prints the figures and ends with ``speedup_vs_loop=<x> gflops_fraction=<y>``.
+FLOPs per step are counted by ``FlopCounterMode`` (forward + backward); the machine's GEMM rate
+is measured on a large square GEMM and on the step's own largest GEMMs (the head's forward and
+weight gradient). Every contender runs at 1 and 2 threads (``--threads``); the last line is
+``speedup_vs_vmap=<x> speedup_vs_loop=<y> gflops_fraction=<z>`` at the most threads, for the
+fastest hyperlab path (compiled included), against the fastest vmap path.
+
+``--sweep`` instead prints ms/step and working memory (peak RSS of a fresh subprocess minus its
+memory before the first step) of hyperlab fused vs vmap as the batch grows (10, 100, 1,000) and
+as g widens (50, 200, 800).
+
+    .venv/bin/python benchmarks/hypernet_step.py             # contenders at 1 and 2 threads
+    .venv/bin/python benchmarks/hypernet_step.py --sweep     # scaling table
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from hyperlab import MLP, HyperModel
 
 
-def build(device: torch.device) -> HyperModel:
+def build(width: int = 50, device: str = "cpu") -> HyperModel:
     torch.manual_seed(0)
-    g = MLP([784, 50, 50, 12])
-    return HyperModel(g, 784, [200, 200, 200, 200]).to(device)
+    return HyperModel(MLP([784, width, width, 12]), 784, [200, 200, 200, 200]).to(device)
 
 
-def step_batched(model: HyperModel, opt, x, cond, y) -> None:
-    opt.zero_grad(set_to_none=True)
-    nn.functional.cross_entropy(model(x, cond), y).backward()
-    opt.step()
+def sequential_g(model: HyperModel) -> tuple[nn.Module, dict[str, str]]:
+    """g as the nn.Module a user would write, and its parameter names -> hyperlab's."""
+    sizes = model.g.sizes
+    layers: list[nn.Module] = []
+    names = {}
+    for i in range(len(sizes) - 1):
+        names[f"{2 * i}.weight"], names[f"{2 * i}.bias"] = f"fc{i}.weight", f"fc{i}.bias"
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).to("meta"), names
 
 
-def step_loop(model: HyperModel, opt, x, cond, y) -> None:
-    opt.zero_grad(set_to_none=True)
-    outs = []
-    for i in range(x.shape[0]):  # the naive way: one weight set at a time
-        theta = model.f(cond[i])
-        outs.append(model.g(x[i : i + 1], theta))
-    nn.functional.cross_entropy(torch.cat(outs), y).backward()
-    opt.step()
+def contenders(model: HyperModel) -> dict[str, Callable]:
+    """name -> forward(x, cond) giving logits (B, 12); all use model's f."""
+    g_mod, names = sequential_g(model)
+    sizes = model.g.sizes
+
+    def hyperlab_fused(x, cond):
+        model.fused = True
+        return model(x, cond)
+
+    def hyperlab_materialised(x, cond):
+        model.fused = False
+        return model(x, cond)
+
+    def vmap_functional_call(x, cond):
+        theta = model.f(cond)
+        params = {k: theta[v] for k, v in names.items()}
+        return vmap(lambda p, xi: functional_call(g_mod, p, (xi,)))(params, x)
+
+    def hand_baddbmm(x, cond):
+        theta = model.f(cond)
+        h = x.unsqueeze(1)  # (B, 1, 784)
+        for i in range(len(sizes) - 1):
+            w, b = theta[f"fc{i}.weight"], theta[f"fc{i}.bias"]
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if i < len(sizes) - 2:
+                h = torch.relu(h)
+        return h.squeeze(1)
+
+    def python_loop(x, cond):
+        outs = []
+        for i in range(x.shape[0]):  # the naive way: one weight set at a time
+            outs.append(model.g(x[i : i + 1], model.f(cond[i])))
+        return torch.cat(outs)
+
+    return {
+        "hyperlab fused": hyperlab_fused,
+        "hyperlab materialised": hyperlab_materialised,
+        "vmap(functional_call)": vmap_functional_call,
+        "hand-written baddbmm": hand_baddbmm,
+        "python loop": python_loop,
+    }
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def compiled(model: HyperModel, fused: bool) -> Callable:
+    model.fused = fused
+    fn = torch.compile(model, fullgraph=True)
+
+    def forward(x, cond):
+        model.fused = fused
+        return fn(x, cond)
+
+    return forward
 
 
-def timeit(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
+def make_step(forward: Callable, model: HyperModel, x, cond, y) -> Callable[[], float]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(forward(x, cond), y)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def timeit(fn: Callable, repeats: int, warmup: int = 2) -> float:
     """Median seconds per call."""
     for _ in range(warmup):
         fn()
-    sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def matmul_gflops(device: torch.device, n: int, repeats: int) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    sec = timeit(lambda: a @ b, device, repeats)
-    return 2 * n**3 / sec / 1e9
+def gemm_gflops(m: int, k: int, n: int, repeats: int) -> float:
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    return 2 * m * k * n / timeit(lambda: a @ b, repeats) / 1e9
 
 
-def count_flops(fn) -> int:
+def count_flops(fn: Callable) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 
 
+def data(batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 784, generator=gen)
+    return x, torch.randn(batch, 784, generator=gen), torch.randint(0, 12, (batch,), generator=gen)
+
+
+def contest(a: argparse.Namespace) -> None:
+    x, cond, y = data(a.batch)
+    model = build()
+    n_g, n_head = model.g.layout.numel, 200
+    n_f = sum(p.numel() for p in model.parameters())
+    print(f"torch {torch.__version__}, batch {a.batch}, N_f={n_f:,} N_g={n_g:,}", flush=True)
+    # every path computes the same logits from the same parameters
+    ref = model(x, cond)
+    for name, fwd in contenders(model).items():
+        torch.testing.assert_close(fwd(x, cond), ref, rtol=1e-4, atol=1e-5, msg=name)
+    flops = {n: count_flops(make_step(f, model, x, cond, y))
+             for n, f in contenders(model).items() if n != "python loop"}  # fmt: skip
+    fused_flops = flops["hyperlab fused"]
+    results: dict[int, dict[str, float]] = {}
+    squares: dict[int, float] = {}
+    for threads in a.threads:
+        torch.set_num_threads(threads)
+        paths = dict(contenders(model))
+        if not a.no_compile:
+            paths["compile(hyperlab fused)"] = compiled(model, True)
+            paths["compile(hyperlab materialised)"] = compiled(model, False)
+        res = {}
+        for name, fwd in paths.items():
+            step = make_step(fwd, model, x, cond, y)
+            loop = name == "python loop"
+            res[name] = timeit(step, a.loop_repeats if loop else a.repeats, 1 if loop else 3)
+        square = gemm_gflops(a.gemm_size, a.gemm_size, a.gemm_size, 5)
+        head_fwd = gemm_gflops(a.batch, n_head, n_g, 10)
+        head_wgrad = gemm_gflops(n_g, a.batch, n_head, 10)
+        results[threads], squares[threads] = res, square
+        best = min((t, n) for n, t in res.items() if "hyperlab" in n)
+        print(f"\n{threads} thread(s): GEMM GFLOP/s square {a.gemm_size}³ {square:.0f}, head "
+              f"forward ({a.batch}x{n_head} @ {n_head}x{n_g}) {head_fwd:.0f}, head weight "
+              f"gradient ({n_g}x{a.batch} @ {a.batch}x{n_head}) {head_wgrad:.0f}")  # fmt: skip
+        print(f"{'contender':34s} {'ms/step':>9s} {'GFLOP/s':>9s} {'÷ best hyperlab':>16s}")
+        for name, t in res.items():
+            print(f"{name:34s} {t * 1e3:9.2f} {fused_flops / t / 1e9:9.1f} {t / best[0]:16.2f}")
+        print(f"step FLOPs: fused {fused_flops / 1e9:.2f} G (the useful work; GFLOP/s above and "
+              f"fractions count these), materialised {flops['hyperlab materialised'] / 1e9:.2f} "
+              f"G; best hyperlab ({best[1]}) at {fused_flops / best[0] / 1e9 / square:.0%} of "
+              "the square-GEMM rate", flush=True)  # fmt: skip
+    top = max(results)
+    res = results[top]
+    best_t = min(t for n, t in res.items() if "hyperlab" in n)
+    vmap_t = min(t for n, t in res.items() if "vmap" in n)
+    print(f"speedup_vs_vmap={vmap_t / best_t:.2f} "
+          f"speedup_vs_loop={res['python loop'] / best_t:.1f} "
+          f"gflops_fraction={fused_flops / best_t / 1e9 / squares[top]:.2f}")  # fmt: skip
+
+
+def sweep_case(kind: str, batch: int, width: int, repeats: int) -> dict:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    x, cond, y = data(batch)
+    model = build(width)
+    fwd = contenders(model)[kind]
+    sec = timeit(make_step(fwd, model, x, cond, y), repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": sec, "work_mb": peak - base}
+
+
+def sweep(a: argparse.Namespace) -> None:
+    print(f"torch {torch.__version__}, {a.threads[-1]} threads; ms/step (working memory MB)")
+    print(f"{'case':24s} {'hyperlab fused':>22s} {'vmap(functional_call)':>24s} "
+          f"{'vmap ÷ hyperlab':>16s}")  # fmt: skip
+    cases = [(b, 50) for b in (10, 100, 1000)] + [(100, w) for w in (200, 800)]
+    for batch, width in cases:
+        row = {}
+        for kind in ("hyperlab fused", "vmap(functional_call)"):
+            cmd = [sys.executable, __file__, "--child", kind, str(batch), str(width),
+                   "--threads", str(a.threads[-1]), "--repeats", str(a.repeats)]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            row[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+        h, v = row["hyperlab fused"], row["vmap(functional_call)"]
+        print(f"batch {batch:5d}, g width {width:4d} "
+              f"{h['seconds'] * 1e3:12.2f} ({h['work_mb']:6.0f}) {v['seconds'] * 1e3:14.2f} "
+              f"({v['work_mb']:6.0f}) {v['seconds'] / h['seconds']:16.2f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2])
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--loop-repeats", type=int, default=3)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--gemm-size", type=int, default=2048)
-    args = p.parse_args()
-    device = torch.device(args.device)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(args.batch, 784, generator=gen).to(device)
-    cond = torch.randn(args.batch, 784, generator=gen).to(device)
-    y = torch.randint(0, 12, (args.batch,), generator=gen).to(device)
-
-    model = build(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    print(f"device={device} threads={torch.get_num_threads()} batch={args.batch}")
-    print(f"N_f={sum(p.numel() for p in model.parameters()):,} N_g={model.g.layout.numel:,}")
-
-    model.fused = True
-    t_fused = timeit(lambda: step_batched(model, opt, x, cond, y), device, args.repeats)
-    flops = count_flops(lambda: step_batched(model, opt, x, cond, y))
-    model.fused = False
-    t_mat = timeit(lambda: step_batched(model, opt, x, cond, y), device, args.repeats)
-    flops_mat = count_flops(lambda: step_batched(model, opt, x, cond, y))
-    model.fused = True
-    t_loop = timeit(lambda: step_loop(model, opt, x, cond, y), device, args.loop_repeats, warmup=1)
-    peak = matmul_gflops(device, args.gemm_size, max(3, args.repeats // 4))
-
-    best = min(t_fused, t_mat)
-    achieved = (flops if t_fused <= t_mat else flops_mat) / best / 1e9
-    rows = [
-        ("hyperlab, fused first layer", t_fused, flops / t_fused / 1e9),
-        ("hyperlab, materialised weights", t_mat, flops_mat / t_mat / 1e9),
-        ("python loop over samples", t_loop, flops / t_loop / 1e9),
-    ]
-    print(
-        f"step FLOPs (fwd+bwd, FlopCounterMode): fused {flops / 1e9:.3f} G, "
-        f"materialised {flops_mat / 1e9:.3f} G"
-    )
-    print(f"{'method':34s} {'ms/step':>10s} {'GFLOP/s':>10s}")
-    for name, t, gf in rows:
-        print(f"{name:34s} {t * 1e3:10.2f} {gf:10.1f}")
-    print(f"{'dense matmul ' + str(args.gemm_size) + '^2 (possible)':34s} {'':>10s} {peak:10.1f}")
-    print(f"fused vs materialised: {t_mat / t_fused:.2f}x")
-    print(f"speedup_vs_loop={t_loop / best:.1f} gflops_fraction={achieved / peak:.2f}")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contenders")
+    p.add_argument("--sweep", action="store_true", help="scaling in batch and g width")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        torch.set_num_threads(a.threads[-1])
+        kind, batch, width = a.child
+        print(json.dumps(sweep_case(kind, int(batch), int(width), a.repeats)))
+    elif a.sweep:
+        sweep(a)
+    else:
+        contest(a)
 
 
 if __name__ == "__main__":

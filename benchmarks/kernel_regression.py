@@ -3,10 +3,12 @@ float64) against the matrix-free PCG solver (tiles computed on the fly, pivoted-
 preconditioner), on Table 1's samples: N/20 MNIST training images × 20 random pixels, predictions
 on 2 test images × 784 pixels, the hyperkernel ('ntk') of f and g with 3 layers each.
 
-Each case runs in its own subprocess, so its peak resident memory is its own. Prints one line per
-case, the relative difference of the two paths' predictions at every N both ran, and ends with
-``speedup_vs_dense=<x> memory_ratio=<y>`` at the largest N both ran (x > 1: PCG faster;
-y: dense peak memory ÷ PCG peak memory).
+PCG runs once per ``--cache-gb`` budget: 0 is fully matrix-free (tiles recomputed in every
+product), a positive budget keeps the tiles that fit after the first product. Each case runs in
+its own subprocess, so its peak resident memory is its own. Prints one line per case, the
+relative difference of the paths' predictions at every N both ran, and ends with
+``speedup_vs_dense=<x> memory_ratio=<y>`` for the last PCG budget at the largest N both ran
+(x > 1: PCG faster; y: dense peak memory ÷ PCG peak memory).
 
     .venv/bin/python benchmarks/kernel_regression.py                       # 5k, 10k, 20k
     .venv/bin/python benchmarks/kernel_regression.py --iterative-sizes 60000   # + PCG at 60k
@@ -52,7 +54,7 @@ def table1_samples(n: int, seed: int = 0):
     return (x, coords[pix]), y, (xt, coords.repeat(2, 1))
 
 
-def run_case(kind: str, n: int, a: argparse.Namespace, out: str) -> dict:
+def run_case(kind: str, n: int, a: argparse.Namespace, out: str, cache_gb: float) -> dict:
     import torch
 
     from hyperlab.kernels import HyperKernel, fit_kernel_regression, fit_kernel_regression_cg
@@ -68,17 +70,20 @@ def run_case(kind: str, n: int, a: argparse.Namespace, out: str) -> dict:
         pred = fit.predict(hk(test, train, get="ntk")).mean
     else:
         fit = fit_kernel_regression_cg(hk, train, y, get="ntk", tol=a.tol, rank=a.rank,
-                                       dtype=getattr(torch, a.dtype))  # fmt: skip
+                                       dtype=getattr(torch, a.dtype),
+                                       cache_gb=cache_gb)  # fmt: skip
         pred = fit.predict(test)
         info = {"iterations": fit.iterations, "residual": fit.residual["ntk"]}
     sec = time.perf_counter() - t0
     torch.save(pred, out)
-    return {"case": f"{kind} N={n}", "kind": kind, "n": n, "seconds": sec,
+    name = kind if kind == "dense" else f"pcg cache={cache_gb:g}GB"
+    return {"case": f"{name} N={n}", "kind": kind, "n": n, "seconds": sec,
             "peak_rss_mb": _peak_mb(), **info}  # fmt: skip
 
 
-def _child(kind: str, n: int, a: argparse.Namespace, out: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, str(n), out, "--threads", str(a.threads),
+def _child(kind: str, n: int, a: argparse.Namespace, out: str, cache_gb: float = 0.0) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, str(n), out, str(cache_gb),
+           "--threads", str(a.threads),
            "--tol", str(a.tol), "--rank", str(a.rank), "--dtype", a.dtype]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -95,47 +100,55 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=1000, help="preconditioner rank")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="PCG tile dtype (products accumulate in float64)")  # fmt: skip
-    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--cache-gb", default="0,2", help="PCG tile-cache budgets, one run each")
+    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
     if a.child:
-        kind, n, out = a.child
-        print(json.dumps(run_case(kind, int(n), a, out)))
+        kind, n, out, cache = a.child
+        print(json.dumps(run_case(kind, int(n), a, out, float(cache))))
         return
     print(f"torch {torch.__version__}, {a.threads} threads, PCG: tol {a.tol:g}, rank {a.rank}, "
           f"{a.dtype} tiles; hyperkernel f, g depth 3; Table 1 samples", flush=True)  # fmt: skip
     both = [int(s) for s in a.sizes.split(",") if s]
     only = [int(s) for s in a.iterative_sizes.split(",") if s]
+    caches = [float(c) for c in a.cache_gb.split(",") if c]
     rows: dict[tuple[str, int], dict] = {}
+    last = None
     with tempfile.TemporaryDirectory() as tmp:
         for n in both + only:
-            for kind in ("dense", "pcg") if n in both else ("pcg",):
-                r = _child(kind, n, a, os.path.join(tmp, f"{kind}{n}.pt"))
-                rows[(kind, n)] = r
+            cases = [("dense", 0.0)] if n in both else []
+            for kind, cache in cases + [("pcg", c) for c in caches]:
+                key = f"{kind}{cache:g}"
+                r = _child(kind, n, a, os.path.join(tmp, f"{key}_{n}.pt"), cache)
+                rows[(key, n)] = r
                 if "failed" in r:
-                    print(f"{r['case']:<14} failed: {r['failed']}", flush=True)
+                    print(f"{r['case']:<26} failed: {r['failed']}", flush=True)
                     continue
                 extra = (f"  iterations {r['iterations']:4d}  residual {r['residual']:.1e}"
                          if kind == "pcg" else "")  # fmt: skip
-                print(f"{r['case']:<14} {r['seconds']:9.1f} s   peak RSS {r['peak_rss_mb']:8.0f} MB"
-                      f"{extra}", flush=True)  # fmt: skip
-        largest = None
+                print(f"{r['case']:<26} {r['seconds']:9.1f} s   peak RSS "
+                      f"{r['peak_rss_mb']:8.0f} MB{extra}", flush=True)  # fmt: skip
         for n in both:
-            d, c = rows[("dense", n)], rows[("pcg", n)]
-            if "failed" in d or "failed" in c:
-                continue
-            pd, pc = (torch.load(os.path.join(tmp, f"{k}{n}.pt")) for k in ("dense", "pcg"))
-            rel = float((pd - pc).norm() / pd.norm())
-            print(f"N={n}: PCG / dense time x{c['seconds'] / d['seconds']:.2f}, peak memory "
-                  f"dense / PCG x{d['peak_rss_mb'] / c['peak_rss_mb']:.2f}, predictions differ "
-                  f"by {rel:.1e} (relative)")  # fmt: skip
-            largest = (d, c)
-    if largest is None:
+            d = rows[("dense0", n)]
+            for cache in caches:
+                c = rows[(f"pcg{cache:g}", n)]
+                if "failed" in d or "failed" in c:
+                    continue
+                pd, pc = (torch.load(os.path.join(tmp, f"{k}_{n}.pt"))
+                          for k in ("dense0", f"pcg{cache:g}"))  # fmt: skip
+                rel = float((pd - pc).norm() / pd.norm())
+                print(f"N={n}, PCG cache {cache:g} GB: PCG / dense time "
+                      f"x{c['seconds'] / d['seconds']:.2f}, peak memory dense / PCG "
+                      f"x{d['peak_rss_mb'] / c['peak_rss_mb']:.2f}, predictions differ by "
+                      f"{rel:.1e} (relative)")  # fmt: skip
+                last = (d, c)
+    if last is None:
         print("speedup_vs_dense=nan memory_ratio=nan")
         return
-    d, c = largest
+    d, c = last
     print(f"speedup_vs_dense={d['seconds'] / c['seconds']:.2f} "
           f"memory_ratio={d['peak_rss_mb'] / c['peak_rss_mb']:.2f}")  # fmt: skip
 

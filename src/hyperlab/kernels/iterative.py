@@ -181,33 +181,45 @@ class _Operator:
         return _all_reduce(out)
 
 
-def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int) -> list[Tensor]:
-    """Partial pivoted Cholesky K ≈ L Lᵀ of rank ≤ ``rank`` for each kernel: (N, r) each."""
+def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64) -> list[Tensor]:
+    """Partial pivoted Cholesky K ≈ L Lᵀ of rank ≤ ``rank`` for each kernel: (N, r) each.
+
+    Greedy pivoting (largest residual diagonal first), with kernel rows fetched ``block`` at a
+    time: the ``block`` largest residual diagonals are the candidates, their rows come in one
+    tile call, and the greedy choice runs exactly within them (a candidate made redundant by
+    an earlier one in its block is skipped).
+    """
     s, n = diag.shape
     rank = min(rank, n)
     factors = torch.zeros(s, n, rank, dtype=F64, device=diag.device)
     resid = diag.clone()
     floor = 1e-12 * diag.sum(1)  # stop a kernel's factor once its residual trace is negligible
-    used = torch.zeros(s, dtype=torch.long)
-    for i in range(rank):
-        live = resid.sum(1) > floor
-        if not bool(live.any()):
+    used = [0] * s
+    while True:
+        live = [k for k in range(s) if used[k] < rank and float(resid[k].sum()) > float(floor[k])]
+        if not live:
             break
-        piv = resid.argmax(1)  # (S,)
-        rows = op.rows(piv)  # (S, S, N): row of every kernel at every kernel's pivot
-        for k in range(s):
-            if not bool(live[k]):
-                continue
-            p = int(piv[k])
-            lk = factors[k, :, :i]
-            col = rows[k, k] - lk @ lk[p]
-            col /= math.sqrt(max(float(resid[k, p]), 1e-300))
-            factors[k, :, i] = col
-            resid[k] -= col * col
-            resid[k, p] = 0.0
-            resid[k].clamp_min_(0.0)
-            used[k] = i + 1
-    return [factors[k, :, : int(used[k])] for k in range(s)]
+        b = min(block, n)
+        cands = {k: resid[k].topk(b).indices for k in live}
+        rows = op.rows(torch.cat([cands[k] for k in live]))  # (S, len(live)·b, N)
+        for j, k in enumerate(live):
+            cand, lk = cands[k], factors[k]
+            r = rows[k, j * b : (j + 1) * b] - lk[cand, : used[k]] @ lk[:, : used[k]].T  # (b, N)
+            open_ = torch.ones(b, dtype=torch.bool, device=diag.device)
+            while used[k] < rank and bool(open_.any()):
+                d = resid[k, cand].masked_fill(~open_, -1.0)
+                c = int(d.argmax())
+                if float(d[c]) <= 1e-12 * float(diag[k].max()):
+                    break
+                col = r[c] / math.sqrt(float(d[c]))
+                lk[:, used[k]] = col
+                used[k] += 1
+                resid[k] -= col * col
+                resid[k, cand[c]] = 0.0
+                resid[k].clamp_min_(0.0)
+                open_[c] = False
+                r -= col[cand][:, None] * col[None, :]
+    return [factors[k, :, : used[k]] for k in range(s)]
 
 
 class _Preconditioner:
