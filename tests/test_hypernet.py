@@ -63,18 +63,53 @@ def test_standard_init_ignores_the_primarys_fan_in():
 def test_fused_first_layer_equals_materialised(parameterization, bias):
     torch.manual_seed(0)
     g = MLP([20, 8, 8, 3], bias=bias, parameterization=parameterization)
-    h = HyperModel(g, 6, [16, 16], bias=bias, parameterization=parameterization)
-    x, c = torch.randn(5, 7, 20), torch.randn(5, 7, 6)
+    h = HyperModel(g, 6, [16, 16], bias=bias, parameterization=parameterization).double()
+    x, c = torch.randn(5, 7, 20, dtype=torch.float64), torch.randn(5, 7, 6, dtype=torch.float64)
     fused = h(x, c)
     h.fused = False
-    torch.testing.assert_close(fused, h(x, c), rtol=1e-5, atol=1e-5)
-    loss = fused.square().sum()
+    materialised = h(x, c)
+    torch.testing.assert_close(fused, materialised, rtol=1e-10, atol=1e-12)
     params = [p for p in h.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params)
-    h.fused = True
-    loss2 = h(x, c).square().sum()
-    for a, b in zip(grads, torch.autograd.grad(loss2, params), strict=True):
-        torch.testing.assert_close(a, b)
+    grads = [torch.autograd.grad(out.square().sum(), params) for out in (fused, materialised)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_equals_vmap_functional_call_of_an_nn_module():
+    """The same step written the way users would (per-sample weight dicts through
+    vmap(functional_call) of an nn.Sequential) gives hyperlab's outputs and gradients."""
+    from torch.func import functional_call, vmap
+
+    torch.manual_seed(0)
+    h = HyperModel(MLP([20, 8, 8, 3]), 6, [16, 16]).double()
+    seq = torch.nn.Sequential(torch.nn.Linear(20, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8),
+                              torch.nn.ReLU(), torch.nn.Linear(8, 3))  # fmt: skip
+    names = {f"{2 * i}.{kind}": f"fc{i}.{kind}" for i in range(3) for kind in ("weight", "bias")}
+    x, c = torch.randn(9, 20, dtype=torch.float64), torch.randn(9, 6, dtype=torch.float64)
+
+    def by_vmap():
+        theta = h.f(c)
+        params = {k: theta[v] for k, v in names.items()}
+        return vmap(lambda p, xi: functional_call(seq, p, (xi,)))(params, x)
+
+    params = list(h.parameters())
+    outs = [h(x, c), by_vmap()]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-12)
+    grads = [torch.autograd.grad(o.square().sum(), params) for o in outs]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_full_head_blocks_hold_the_whole_matrix():
+    """One parameter block per generated tensor; weight/bias stack them in layout order."""
+    torch.manual_seed(0)
+    g = MLP([5, 4, 2])
+    f = HyperNetwork(g, 3, [6])
+    assert f.head.blocks == [s.numel for s in g.layout]
+    assert f.head.weight.shape == (g.layout.numel, 6) and f.head.bias.shape == (g.layout.numel,)
+    e = torch.randn(2, 6)
+    torch.testing.assert_close(f.head(e), e @ f.head.weight.T + f.head.bias)
+    assert [p.shape for p in f.head.parameters()][:1] == [(20, 6)]
 
 
 def test_groups_and_dedupe_share_one_weight_set_per_condition():

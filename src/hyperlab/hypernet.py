@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from hyperlab.initialization import hyperfan_in_std, target_std
 from hyperlab.primary import (
@@ -46,36 +47,73 @@ def _check_features(t: Tensor, features: int, argument: str) -> None:
 
 
 class FullHead(nn.Module):
-    """Linear output layer producing every parameter of the primary: θ = A e + c.
+    """Linear output layer producing every parameter of the primary: θ_s = A_s e + c_s.
 
-    Usually the largest part of f (N_g × d_k weights); :class:`HyperModel` can contract its
+    Usually the largest part of f (N_g × d_k weights). It is held as one weight block A_s and
+    bias c_s per generated tensor s (``blocks``, the primary's layout order), so each tensor is
+    one GEMM and a training step never concatenates an (N_g, d_k) gradient; ``weight`` and
+    ``bias`` give the whole matrix and vector (copies). :class:`HyperModel` can contract the
     first-layer block with x directly instead of materialising per-sample weight matrices.
     """
 
-    def __init__(self, in_features: int, out_features: int, parameterization: Parameterization):
+    def __init__(
+        self, in_features: int, blocks: int | Sequence[int], parameterization: Parameterization
+    ):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.blocks = [int(blocks)] if isinstance(blocks, int) else [int(b) for b in blocks]
+        self.in_features, self.out_features = in_features, sum(self.blocks)
         self.parameterization = parameterization
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(n, in_features)) for n in self.blocks]
+        )
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in self.blocks])
 
     @property
     def scale(self) -> float:
         return 1.0 / math.sqrt(self.in_features) if self.parameterization == "ntk" else 1.0
 
+    @property
+    def weight(self) -> Tensor:
+        """A, all blocks stacked: (N_g, d_k) (a copy)."""
+        return torch.cat(list(self.weights))
+
+    @property
+    def bias(self) -> Tensor:
+        """c, all blocks stacked: (N_g,) (a copy)."""
+        return torch.cat(list(self.biases))
+
+    @property
+    def trains_bias(self) -> bool:
+        return bool(self.biases[0].requires_grad)
+
+    def set_weight(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        """Copy a whole (N_g, d_k) matrix (and (N_g,) bias) into the blocks."""
+        with torch.no_grad():
+            for blk, part in zip(self.weights, weight.split(self.blocks), strict=True):
+                blk.copy_(part)
+            if bias is not None:
+                for blk, part in zip(self.biases, bias.split(self.blocks), strict=True):
+                    blk.copy_(part)
+
     def reset(self, std: Tensor | None, generator: torch.Generator | None = None) -> None:
         """Per-row std (hyperfan-in) or, with ``std=None``, the NTK init N(0, 1)."""
-        with torch.no_grad():
-            self.weight.normal_(generator=generator)
-            if std is not None:
-                self.weight.mul_(std.to(self.weight).unsqueeze(1))
-            self.bias.zero_()
+        w = torch.empty(self.out_features, self.in_features, device=self.weights[0].device)
+        w.normal_(generator=generator)  # drawn whole: the same numbers however it is blocked
+        if std is not None:
+            w.mul_(std.to(w).unsqueeze(1))
+        self.set_weight(w, torch.zeros(self.out_features, device=w.device))
 
-    def scaled_weight(self) -> Tensor:
-        return self.weight if self.scale == 1.0 else self.weight * self.scale
+    def parts(self, e: Tensor) -> list[Tensor]:
+        """θ_s = scale·A_s e + c_s for every block: shapes (*P, n_s)."""
+        s = self.scale
+        return [
+            F.linear(e, w if s == 1.0 else w * s, b)
+            for w, b in zip(self.weights, self.biases, strict=True)
+        ]
 
     def forward(self, e: Tensor) -> Tensor:
-        return torch.nn.functional.linear(e, self.scaled_weight(), self.bias)
+        parts = self.parts(e)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
 
 class ChunkedHead(nn.Module):
@@ -193,11 +231,12 @@ class HyperNetwork(nn.Module):
         else:
             self.trunk = nn.Identity()
         d_k = hidden[-1] if hidden else cond_features
-        n = target.layout.numel
         if head == "full":
-            self.head: nn.Module = FullHead(d_k, n, parameterization)
+            self.head: nn.Module = FullHead(
+                d_k, [spec.numel for spec in target.layout], parameterization
+            )
             if not bias:
-                self.head.bias.requires_grad_(False)
+                self.head.biases.requires_grad_(False)
         else:
             self.head = ChunkedHead(
                 target,
@@ -229,8 +268,10 @@ class HyperNetwork(nn.Module):
                 self.head.reset(None, generator=generator)
             elif self.init == "standard":  # nn.Linear's default, for comparison with hyperfan
                 bound = 1.0 / math.sqrt(self.head.in_features)
-                self.head.weight.uniform_(-bound, bound, generator=generator)
-                self.head.bias.uniform_(-bound, bound, generator=generator)
+                w, b = self.head.weight, self.head.bias
+                w.uniform_(-bound, bound, generator=generator)
+                b.uniform_(-bound, bound, generator=generator)
+                self.head.set_weight(w, b)
             else:
                 m2 = float(e.pow(2).mean())
                 std = hyperfan_in_std(self.target, self.head.in_features, m2)
@@ -245,7 +286,15 @@ class HyperNetwork(nn.Module):
 
     def forward(self, cond: Tensor) -> dict[str, Tensor]:
         """θ = f(I) as a dict in the target's layout, with batch shape ``cond.shape[:-1]``."""
-        return self.target.layout.unflatten(self.flat(cond))
+        if not isinstance(self.head, FullHead):
+            return self.target.layout.unflatten(self.flat(cond))
+        _check_features(cond, self.cond_features, "cond")
+        parts = self.head.parts(self.features(cond))  # one block per tensor: no split
+        batch = cond.shape[:-1]
+        return {
+            spec.name: part.reshape(*batch, *spec.shape)
+            for spec, part in zip(self.target.layout, parts, strict=True)
+        }
 
 
 class HyperModel(nn.Module):
@@ -300,7 +349,7 @@ class HyperModel(nn.Module):
     def _forward_fused(self, x: Tensor, cond: Tensor) -> Tensor:
         head: FullHead = self.f.head  # type: ignore[assignment]
         e = self.f.features(cond)
-        return self.g.forward_fused_head(x, e, head.weight, head.bias, head.scale)
+        return self.g.forward_fused_head(x, e, list(head.weights), list(head.biases), head.scale)
 
 
 class EmbeddingModel(nn.Module):

@@ -297,12 +297,17 @@ class Primary(nn.Module):
         return self.gain**2 / spec.fan_in
 
     def forward_fused_head(
-        self, x: Tensor, features: Tensor, weight: Tensor, bias: Tensor, scale: float
+        self,
+        x: Tensor,
+        features: Tensor,
+        weights: Sequence[Tensor],
+        biases: Sequence[Tensor],
+        scale: float,
     ) -> Tensor:
-        """g(x; θ) with θ = scale·W e + b from a linear head, without materialising θ.
+        """g(x; θ) with θ_s = scale·W_s e + b_s from a linear head, without materialising θ.
 
         Only for primaries with ``fused_head``; ``x`` (B, *in_shape), ``features`` e (B, d_k),
-        ``weight`` W (N_g, d_k), ``bias`` b (N_g,) in layout order.
+        ``weights`` W_s (numel_s, d_k) and ``biases`` b_s (numel_s,), one per layout tensor.
         """
         raise NotImplementedError(f"{type(self).__name__} has no fused head path")
 
@@ -430,7 +435,12 @@ class MLP(Primary):
         return h
 
     def forward_fused_head(
-        self, x: Tensor, features: Tensor, weight: Tensor, bias: Tensor, scale: float
+        self,
+        x: Tensor,
+        features: Tensor,
+        weights: Sequence[Tensor],
+        biases: Sequence[Tensor],
+        scale: float,
     ) -> Tensor:
         """One x per weight set: (W1 x)_o = Σ_k e_k Σ_i A[o,i,k] x_i + Σ_i c[o,i] x_i, so x is
         contracted with fc0's block A of the head first (no (B, o, i) tensor); the remaining
@@ -443,20 +453,17 @@ class MLP(Primary):
         xb = x.reshape(-1, self.sizes[0])
         e = features.reshape(xb.shape[0], -1)  # (B, d_k)
         o, i = self.sizes[1], self.sizes[0]
-        n1 = o * i
-        # One split of the head (its backward is one concatenation, not a zero-fill per slice).
-        a1, a_rest = weight.split([n1, weight.shape[0] - n1])
-        c1, c_rest = bias.split([n1, bias.shape[0] - n1])
+        a1, c1 = weights[0], biases[0]
         y = torch.matmul(xb.unsqueeze(0), a1.view(o, i, -1))  # (o, B, d_k)
         h = torch.einsum("obk,bk->bo", y, e)
         if scale != 1.0:
             h = h * scale
-            a_rest = a_rest * scale
         h = h + xb @ c1.view(o, i).T
-        rest = F.linear(e, a_rest, c_rest)
         specs = self.layout.specs[1:]
-        parts = rest.split([s.numel for s in specs], dim=-1)
-        p = {s.name: t.reshape(-1, *s.shape) for s, t in zip(specs, parts, strict=True)}
+        p = {
+            spec.name: F.linear(e, w if scale == 1.0 else w * scale, b).reshape(-1, *spec.shape)
+            for spec, w, b in zip(specs, weights[1:], biases[1:], strict=True)
+        }
         if self.parameterization == "ntk":
             h = h / math.sqrt(i)
         if self.bias:

@@ -460,7 +460,7 @@ class HyperKernel:
         trunk = getattr(f.trunk, "primary", None)
         f_depth = 1 + (trunk.depth if trunk is not None else 0)
         f_act = trunk.activation if trunk is not None else "relu"
-        f_bias = bool(f.head.bias.requires_grad)
+        f_bias = f.head.trains_bias
         if f_act not in SUPPORTED_ACTIVATIONS:
             raise ValueError(
                 f"model.f: activation {f_act!r} not supported; expected {SUPPORTED_ACTIVATIONS}"

@@ -300,7 +300,7 @@ def hyper_ntk(
 
     if isinstance(head, FullHead):
         weight, scale = head.weight.detach(), head.scale
-        bias_on = bool(head.bias.requires_grad)
+        bias_on = head.trains_bias
 
         def make(s: slice, is_left: bool) -> dict[str, Tensor]:
             x, z = (x1, z1) if is_left else (x2, z2)
