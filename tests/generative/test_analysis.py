@@ -18,6 +18,7 @@ from hyperlab.generative.analysis import (
     pca,
     predict_logits,
     slice_params,
+    wrong_prediction_iou,
 )
 
 
@@ -63,6 +64,17 @@ def test_disagreement_matches_pairwise_definition():
     )
     assert disagreement_rate(preds, 4) == pytest.approx(brute)
     assert disagreement_rate(preds[:1].expand(3, -1), 4) == 0.0
+
+
+def test_wrong_prediction_iou_matches_sets():
+    torch.manual_seed(2)
+    preds, labels = torch.randint(0, 3, (5, 40)), torch.randint(0, 3, (40,))
+    wrong = [set(torch.nonzero(p != labels).flatten().tolist()) for p in preds]
+    brute = [len(a & b) / len(a | b) for a, b in itertools.combinations(wrong, 2)]
+    assert wrong_prediction_iou(preds, labels) == pytest.approx(sum(brute) / len(brute))
+    assert wrong_prediction_iou(preds[:1].expand(3, -1), labels) == 1.0
+    with pytest.raises(ValueError, match="labels"):
+        wrong_prediction_iou(preds, labels[:5])
 
 
 def test_pairwise_distances_and_pca():

@@ -17,6 +17,7 @@ from hyperlab.generative.analysis import (
     pairwise_distances,
     pca,
     predict_logits,
+    wrong_prediction_iou,
 )
 from hyperlab.generative.entropy import authors_entropy, kl_entropy, nn_distances
 from hyperlab.generative.gauge import filter_mean_squares, gauge_fix, layers_of, random_symmetry
@@ -35,6 +36,7 @@ __all__ = [
     "accuracies",
     "authors_entropy",
     "disagreement_rate",
+    "wrong_prediction_iou",
     "ensemble_accuracies",
     "fgsm_attack",
     "filter_mean_squares",

@@ -5,8 +5,8 @@ call evaluates all B networks on shared images (chunked to bound memory).
 
 * :func:`predict_logits`, :func:`accuracies` — per-network test accuracy (Fig. 2 histograms);
 * :func:`majority_vote`, :func:`ensemble_accuracies` — ensembles of generated networks (4.2.2);
-* :func:`disagreement_rate`, :func:`pairwise_distances` — diversity measures that do not depend
-  on the training objective;
+* :func:`disagreement_rate`, :func:`wrong_prediction_iou`, :func:`pairwise_distances` —
+  diversity measures that do not depend on the training objective;
 * :func:`fgsm_attack` — targeted sign-gradient adversarial examples against one network and
   transferred to an ensemble (4.2.3, Fig. 8);
 * :func:`pca` — principal components of weight vectors (Fig. 9, App. A.8);
@@ -27,6 +27,7 @@ from hyperlab.primary import Params, Primary
 __all__ = [
     "accuracies",
     "disagreement_rate",
+    "wrong_prediction_iou",
     "ensemble_accuracies",
     "fgsm_attack",
     "interpolation_paths",
@@ -131,6 +132,28 @@ def disagreement_rate(predictions: Tensor, n_classes: int) -> float:
     counts = torch.nn.functional.one_hot(predictions, n_classes).sum(0).double()  # (N, C)
     agree = (counts * (counts - 1)).sum(-1) / (b * (b - 1))
     return float((1 - agree).mean())
+
+
+def wrong_prediction_iou(predictions: Tensor, labels: Tensor) -> float:
+    """Mean over pairs of networks of the intersection-over-union of their sets of misclassified
+    inputs (the diversity measure of p-diff, Wang et al. 2024): 1 = the same mistakes, 0 =
+    disjoint ones. predictions: (B, N) class indices, B >= 2; labels: (N,). Pairs where
+    neither network errs are left out (NaN if there are none)."""
+    b = predictions.shape[0]
+    if b < 2:
+        raise ValueError(f"predictions: need at least 2 networks, got {b}")
+    if labels.shape != predictions.shape[1:]:
+        raise ValueError(
+            f"labels: expected shape {tuple(predictions.shape[1:])}, got {tuple(labels.shape)}"
+        )
+    wrong = (predictions != labels).double()  # (B, N)
+    inter = wrong @ wrong.T
+    size = wrong.sum(1)
+    union = size[:, None] + size[None, :] - inter
+    i, j = torch.triu_indices(b, b, 1)
+    inter, union = inter[i, j], union[i, j]
+    keep = union > 0
+    return float((inter[keep] / union[keep]).mean()) if bool(keep.any()) else float("nan")
 
 
 def pairwise_distances(flat: Tensor, p: float = 2.0) -> Tensor:

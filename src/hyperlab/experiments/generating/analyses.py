@@ -30,6 +30,7 @@ from hyperlab.generative.analysis import (
     pca,
     predict_logits,
     slice_params,
+    wrong_prediction_iou,
 )
 from hyperlab.generative.entropy import authors_entropy, kl_entropy
 from hyperlab.plots import plt, save_figure
@@ -147,6 +148,7 @@ def run_analyses(
         "ensemble_size": size,
         "n_ensembles": count,
         "prediction_disagreement": disagreement_rate(preds[:n_div], 10),
+        "wrong_prediction_iou": wrong_prediction_iou(preds[:n_div], yt),
         "gauge_fixed_pairwise_l2_mean": dists.mean().item(),
         "gauge_fixed_pairwise_l2_std": dists.std().item(),
         "gauge_fixed_pairwise_l2_over_norm": (dists.mean() / norms.mean()).item(),
@@ -207,6 +209,8 @@ def summary_rows(main: Mapping[str, Any], refs: Mapping[str, str]) -> list[tuple
         ("majority-vote ensemble accuracy", refs["ensemble"],
          f"{main['ensemble_accuracy']:.2%} ({main['n_ensembles']} x {main['ensemble_size']})"),
         ("prediction disagreement (pairs)", "-", f"{main['prediction_disagreement']:.4f}"),
+        ("wrong-prediction IoU (pairs; p-diff's measure)", "-",
+         f"{main['wrong_prediction_iou']:.4f}"),
         ("gauge-fixed pairwise L2 / mean norm", "-",
          f"{main['gauge_fixed_pairwise_l2_over_norm']:.4f}"),
         ("PCA: variance share of PC1-PC3 (all weights)", refs["pca"],

@@ -92,7 +92,8 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     figures = run_analyses(ctx, mnf, data, "mnf", hist, metrics)
     main = metrics.pop("mnf")
     figures.insert(0, hist_figure(ctx, {"MNF": hist["mnf"]}))
-    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement"):
+    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
+                "wrong_prediction_iou"):  # fmt: skip
         metrics[key] = main[key]
     metrics["analyses"] = main
     steps = len(history) * math.ceil(n_train / cfg.batch_size)

@@ -159,7 +159,8 @@ def compute(ctx: RunContext) -> dict[str, Any]:
             "accuracies": hist[tag],
         }
     figures.insert(0, hist_figure(ctx, {f"λ = {k[7:]}": v for k, v in hist.items()}))
-    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement"):
+    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
+                "wrong_prediction_iou"):  # fmt: skip
         metrics[key] = main[key]
     metrics["main_lambda"] = cfg.main_lambda
     metrics["analyses"] = main
