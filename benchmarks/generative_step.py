@@ -1,0 +1,86 @@
+"""One training step of the generating-networks paper at its batch, in one run: the plain
+grouped-conv target forward against hyperlab's (channels-last conv, max-pool before the
+activation), at 1 and 2 threads.
+
+The step: G maps 32 noise vectors to 32 full sets of the 20,018-weight MNIST conv target
+(App. A.6), each set classifies its own 32 images, loss λ·CE − entropy (Eq. 1-3, λ = 1e3),
+Adam 3e-4. Both paths run the same model from the same state and must give the same loss
+(checked here; gradients are checked in tests/test_primary.py). Ends with
+``speedup_vs_grouped_conv=<x>`` at the most threads.
+
+    .venv/bin/python benchmarks/generative_step.py
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296 \
+        .venv/bin/python benchmarks/generative_step.py  # glibc keeps freed memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import statistics
+import time
+
+import torch
+
+from hyperlab import ConvNet
+from hyperlab.generative import GenerativeHyperNetwork, generative_loss
+
+
+def make(reference: bool) -> tuple[GenerativeHyperNetwork, torch.optim.Optimizer]:
+    g = ConvNet()
+    if reference:  # the plain NCHW conv -> activation -> pool forward
+        g._forward_batched = functools.partial(ConvNet._forward_batched, g, reference=True)
+    model = GenerativeHyperNetwork(g, 300, generator=torch.Generator().manual_seed(0))
+    return model, torch.optim.Adam(model.parameters(), lr=3e-4)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--noise", type=int, default=32, help="networks per step")
+    p.add_argument("--images", type=int, default=32, help="images per network")
+    p.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2])
+    p.add_argument("--repeats", type=int, default=10)
+    a = p.parse_args()
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(a.noise, a.images, 1, 28, 28, generator=gen)
+    labels = torch.randint(0, 10, (a.noise, a.images), generator=gen)
+    z = torch.rand(a.noise, 300, generator=gen) * 2 - 1
+    print(f"torch {torch.__version__}; {a.noise} noise samples x {a.images} images per step")
+    speedup = float("nan")
+    for threads in a.threads:
+        torch.set_num_threads(threads)
+        times, losses = {}, {}
+        base, _ = make(False)
+        for name, reference in (("grouped conv (plain NCHW)", True), ("hyperlab", False)):
+            model, opt = make(reference)
+            model.load_state_dict(copy.deepcopy(base.state_dict()))
+
+            def step(model=model, opt=opt) -> float:
+                opt.zero_grad(set_to_none=True)
+                loss, _ = generative_loss(model, images, labels, lam=1e3, z=z)
+                loss.backward()
+                return float(loss.detach())
+
+            losses[name] = step()  # the same state: the same loss
+            opt.step()
+            runs = []
+            for _ in range(a.repeats):
+                t0 = time.perf_counter()
+                step()
+                opt.step()
+                runs.append(time.perf_counter() - t0)
+            times[name] = statistics.median(runs)
+        ref, new = times["grouped conv (plain NCHW)"], times["hyperlab"]
+        rel = abs(losses["hyperlab"] - losses["grouped conv (plain NCHW)"]) / abs(
+            losses["grouped conv (plain NCHW)"]
+        )
+        print(f"{threads} thread(s): plain grouped conv {ref * 1e3:7.1f} ms/step, hyperlab "
+              f"{new * 1e3:7.1f} ms/step, x{ref / new:.2f}; first-step losses differ by "
+              f"{rel:.1e} (relative)", flush=True)  # fmt: skip
+        speedup = ref / new
+    print(f"speedup_vs_grouped_conv={speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()
