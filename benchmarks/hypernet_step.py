@@ -60,10 +60,21 @@ def sequential_g(model: HyperModel) -> tuple[nn.Module, dict[str, str]]:
     return nn.Sequential(*layers[:-1]).to("meta"), names
 
 
-def contenders(model: HyperModel) -> dict[str, Callable]:
-    """name -> forward(x, cond) giving logits (B, 12); all use model's f."""
+def contenders(model: HyperModel) -> dict[str, tuple[Callable, list[nn.Parameter]]]:
+    """name -> (forward(x, cond) giving logits (B, 12), the parameters it trains). The
+    hyperlab paths use ``model``; the others use f as a user would write it: the same trunk
+    and one ``nn.Linear`` head onto all N_g weights (a copy of hyperlab's), split per tensor."""
     g_mod, names = sequential_g(model)
-    sizes = model.g.sizes
+    sizes, layout = model.g.sizes, model.g.layout
+    head = nn.Linear(model.f.head.in_features, layout.numel)
+    with torch.no_grad():
+        head.weight.copy_(model.f.head.weight)
+        head.bias.copy_(model.f.head.bias)
+    ours = list(model.parameters())
+    theirs = [*model.f.trunk.parameters(), *head.parameters()]
+
+    def user_theta(cond):
+        return layout.unflatten(head(model.f.features(cond)))
 
     def hyperlab_fused(x, cond):
         model.fused = True
@@ -74,12 +85,12 @@ def contenders(model: HyperModel) -> dict[str, Callable]:
         return model(x, cond)
 
     def vmap_functional_call(x, cond):
-        theta = model.f(cond)
+        theta = user_theta(cond)
         params = {k: theta[v] for k, v in names.items()}
         return vmap(lambda p, xi: functional_call(g_mod, p, (xi,)))(params, x)
 
     def hand_baddbmm(x, cond):
-        theta = model.f(cond)
+        theta = user_theta(cond)
         h = x.unsqueeze(1)  # (B, 1, 784)
         for i in range(len(sizes) - 1):
             w, b = theta[f"fc{i}.weight"], theta[f"fc{i}.bias"]
@@ -91,15 +102,16 @@ def contenders(model: HyperModel) -> dict[str, Callable]:
     def python_loop(x, cond):
         outs = []
         for i in range(x.shape[0]):  # the naive way: one weight set at a time
-            outs.append(model.g(x[i : i + 1], model.f(cond[i])))
+            theta = {k: v[0] for k, v in user_theta(cond[i : i + 1]).items()}
+            outs.append(model.g(x[i : i + 1], theta))
         return torch.cat(outs)
 
     return {
-        "hyperlab fused": hyperlab_fused,
-        "hyperlab materialised": hyperlab_materialised,
-        "vmap(functional_call)": vmap_functional_call,
-        "hand-written baddbmm": hand_baddbmm,
-        "python loop": python_loop,
+        "hyperlab fused": (hyperlab_fused, ours),
+        "hyperlab materialised": (hyperlab_materialised, ours),
+        "vmap(functional_call)": (vmap_functional_call, theirs),
+        "hand-written baddbmm": (hand_baddbmm, theirs),
+        "python loop": (python_loop, theirs),
     }
 
 
@@ -114,8 +126,8 @@ def compiled(model: HyperModel, fused: bool) -> Callable:
     return forward
 
 
-def make_step(forward: Callable, model: HyperModel, x, cond, y) -> Callable[[], float]:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+def make_step(forward: Callable, params: list, x, cond, y) -> Callable[[], float]:
+    opt = torch.optim.SGD(params, lr=0.01)
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
@@ -164,22 +176,23 @@ def contest(a: argparse.Namespace) -> None:
     print(f"torch {torch.__version__}, batch {a.batch}, N_f={n_f:,} N_g={n_g:,}", flush=True)
     # every path computes the same logits from the same parameters
     ref = model(x, cond)
-    for name, fwd in contenders(model).items():
+    paths = contenders(model)
+    for name, (fwd, _) in paths.items():
         torch.testing.assert_close(fwd(x, cond), ref, rtol=1e-4, atol=1e-5, msg=name)
-    flops = {n: count_flops(make_step(f, model, x, cond, y))
-             for n, f in contenders(model).items() if n != "python loop"}  # fmt: skip
+    flops = {n: count_flops(make_step(f, ps, x, cond, y))
+             for n, (f, ps) in paths.items() if n != "python loop"}  # fmt: skip
     fused_flops = flops["hyperlab fused"]
     results: dict[int, dict[str, float]] = {}
     squares: dict[int, float] = {}
     for threads in a.threads:
         torch.set_num_threads(threads)
-        paths = dict(contenders(model))
         if not a.no_compile:
-            paths["compile(hyperlab fused)"] = compiled(model, True)
-            paths["compile(hyperlab materialised)"] = compiled(model, False)
+            paths["compile(hyperlab fused)"] = (compiled(model, True), list(model.parameters()))
+            paths["compile(hyperlab materialised)"] = (compiled(model, False),
+                                                       list(model.parameters()))  # fmt: skip
         res = {}
-        for name, fwd in paths.items():
-            step = make_step(fwd, model, x, cond, y)
+        for name, (fwd, ps) in paths.items():
+            step = make_step(fwd, ps, x, cond, y)
             loop = name == "python loop"
             res[name] = timeit(step, a.loop_repeats if loop else a.repeats, 1 if loop else 3)
         square = gemm_gflops(a.gemm_size, a.gemm_size, a.gemm_size, 5)
@@ -210,8 +223,8 @@ def sweep_case(kind: str, batch: int, width: int, repeats: int) -> dict:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     x, cond, y = data(batch)
     model = build(width)
-    fwd = contenders(model)[kind]
-    sec = timeit(make_step(fwd, model, x, cond, y), repeats)
+    fwd, ps = contenders(model)[kind]
+    sec = timeit(make_step(fwd, ps, x, cond, y), repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": sec, "work_mb": peak - base}
 

@@ -25,7 +25,7 @@ def main() -> None:
     x, cond, y = data(a.batch)
     model = build()
     kind = "hyperlab materialised" if a.materialised else "hyperlab fused"
-    step = make_step(contenders(model)[kind], model, x, cond, y)
+    step = make_step(*contenders(model)[kind], x, cond, y)
     for _ in range(3):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
