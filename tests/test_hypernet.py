@@ -232,3 +232,15 @@ def test_compiles_with_fullgraph_and_gives_the_eager_outputs(kind):
              for o in (eager_out, comp_out)]  # fmt: skip
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_full_head_loads_a_state_dict_with_the_whole_matrix():
+    """Checkpoints written before the head was blocked (head.weight, head.bias) still load."""
+    torch.manual_seed(0)
+    f = HyperNetwork(MLP([5, 4, 2]), 3, [6])
+    old = {k: v for k, v in f.state_dict().items() if not k.startswith("head.")}
+    old["head.weight"], old["head.bias"] = f.head.weight + 1.0, f.head.bias - 1.0
+    f2 = HyperNetwork(MLP([5, 4, 2]), 3, [6])
+    f2.load_state_dict(old)
+    torch.testing.assert_close(f2.head.weight, f.head.weight + 1.0)
+    torch.testing.assert_close(f2.head.bias, f.head.bias - 1.0)

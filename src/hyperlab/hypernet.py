@@ -67,6 +67,15 @@ class FullHead(nn.Module):
             [nn.Parameter(torch.empty(n, in_features)) for n in self.blocks]
         )
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in self.blocks])
+        self._register_load_state_dict_pre_hook(self._from_whole_matrix)
+
+    def _from_whole_matrix(self, state: dict, prefix: str, *args) -> None:
+        """Load state dicts saved before the head was blocked (``weight``, ``bias`` whole)."""
+        for whole, blocks in (("weight", "weights"), ("bias", "biases")):
+            t = state.pop(prefix + whole, None)
+            if t is not None:
+                for i, part in enumerate(t.split(self.blocks)):
+                    state[f"{prefix}{blocks}.{i}"] = part
 
     @property
     def scale(self) -> float:
