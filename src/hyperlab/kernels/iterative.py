@@ -120,17 +120,25 @@ class _Operator:
         rank, world = _world()
         self.jobs = tile_jobs(tiles, block)[rank::world]
         self.threads = max(1, torch.get_num_threads()) if tiles.device.type == "cpu" else 1
-        # tiles kept after their first product, up to the budget (this rank's share); the
-        # rest are recomputed in every product
-        entry = tiles.dtype.itemsize * len(tiles.names)
-        self.cached: dict[int, dict[str, Tensor]] = {}
-        self.cacheable, used = set(), 0
+        # tiles kept after their first product, up to the budget (this rank's share), in one
+        # preallocated buffer (thousands of separately allocated tiles fragment the heap far
+        # beyond the budget); the rest are recomputed in every product
+        per_entry = tiles.dtype.itemsize * len(tiles.names)
+        self.slots: dict[int, dict[str, Tensor]] = {}
+        self.filled: set[int] = set()
+        offsets, used = {}, 0
         for i, (rows, cols, _) in enumerate(self.jobs):
-            size = (rows.stop - rows.start) * (cols.stop - cols.start) * entry
-            if used + size > cache_bytes:
+            size = (rows.stop - rows.start) * (cols.stop - cols.start)
+            if (used + size) * per_entry > cache_bytes:
                 break
-            self.cacheable.add(i)
+            offsets[i] = (used, rows.stop - rows.start, cols.stop - cols.start)
             used += size
+        store = torch.empty(used * len(tiles.names), dtype=tiles.dtype, device=tiles.device)
+        for i, (off, r, c) in offsets.items():
+            self.slots[i] = {
+                k: store[(n * used + off) : (n * used + off + r * c)].view(r, c)
+                for n, k in enumerate(tiles.names)
+            }
 
     def diagonal(self) -> Tensor:
         """diag K per kernel (S, N), from the diagonal tiles."""
@@ -161,11 +169,14 @@ class _Operator:
             with lock:
                 buf = bufs[next(slots)]
             for j, (rows, cols, off_diagonal) in chunk:
-                blk = self.cached.get(j)
-                if blk is None:
-                    blk = self.tiles.tile(rows, cols)
-                    if j in self.cacheable:  # distinct keys per thread: no lock needed
-                        self.cached[j] = blk
+                blk = self.slots.get(j)
+                if blk is None or j not in self.filled:
+                    fresh = self.tiles.tile(rows, cols)
+                    if blk is not None:  # each slot belongs to one job: no lock needed
+                        for k in names:
+                            blk[k].copy_(fresh[k])
+                        self.filled.add(j)
+                    blk = fresh
                 for i, k in enumerate(names):
                     # float32 tiles are widened, not v narrowed: the operator stays one fixed
                     # matrix, so CG's recursive residual tracks the true one

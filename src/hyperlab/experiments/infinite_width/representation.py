@@ -390,7 +390,7 @@ register(
                 "solver": "cg",
                 "cg_dtype": "float32",
                 "cg_tol": 1e-5,
-                "cg_cache_gb": 13.0,  # 90 % of the 60k float32 tiles (14.4 GB): the rest recomputed
+                "cg_cache_gb": 12.0,  # 83 % of the 60k float32 tiles (14.4 GB): the rest recomputed
             },
             "tiny": {
                 "ns": [3, 6],
