@@ -1,7 +1,10 @@
 """Generating-networks experiments on their tiny configs: structure and sanity of the results."""
 
 import json
+import warnings
 from pathlib import Path
+
+import pytest
 
 from hyperlab.experiments import get_experiment, run_experiment
 
@@ -22,6 +25,16 @@ def test_registered_with_presets():
     full = get_experiment("generating-mnist").config("full")
     assert full.noise_batch == 32 and full.images_per_noise == 32
     assert full.lr == 3e-4 and full.noise_dim == 300 and 1e3 in full.lambdas
+
+
+def test_small_noise_batch_with_large_lambda_warns():
+    exp = get_experiment("generating-mnist")
+    with pytest.warns(UserWarning, match="noise_batch=8 < 32"):
+        exp.config("full", {"noise_batch": 8, "lambdas": [1e3, 1e5]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exp.config("full", {"noise_batch": 8, "lambdas": [1e3]})  # λ < 1e4: no warning
+        exp.config("full")
 
 
 def test_toy_gmm_tiny(tmp_path):

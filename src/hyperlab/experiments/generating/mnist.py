@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,16 @@ class GeneratingMnistConfig(AnalysisConfig):
         if self.main_lambda not in self.lambdas:
             raise ConfigError(f"main_lambda: {self.main_lambda} must be one of lambdas "
                               f"{self.lambdas}")  # fmt: skip
+        big = [lam for lam in self.lambdas if lam >= 1e4]
+        if self.noise_batch < 32 and big:
+            warnings.warn(
+                f"noise_batch={self.noise_batch} < 32 with lambdas {big} >= 1e4: the entropy "
+                "estimate (nearest neighbours among the batch's networks) and the generator's "
+                "batch statistics are unreliable there; at 8 noise samples λ = 1e5 stayed at "
+                "chance for 600 steps in an earlier session's runs",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 #: Settings that shape a trained generator but are not in TrainConfig (checkpoint key).
