@@ -28,13 +28,15 @@ def test_registered_with_presets():
 
 
 def test_small_noise_batch_with_large_lambda_warns():
+    from hyperlab.experiments.generating.mnist import warn_small_noise_batch
+
     exp = get_experiment("generating-mnist")
     with pytest.warns(UserWarning, match="noise_batch=8 < 32"):
-        exp.config("full", {"noise_batch": 8, "lambdas": [1e3, 1e5]})
+        warn_small_noise_batch(exp.config("full", {"noise_batch": 8, "lambdas": [1e3, 1e5]}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        exp.config("full", {"noise_batch": 8, "lambdas": [1e3]})  # λ < 1e4: no warning
-        exp.config("full")
+        warn_small_noise_batch(exp.config("full", {"noise_batch": 8, "lambdas": [1e3]}))
+        warn_small_noise_batch(exp.config("full"))
 
 
 def test_toy_gmm_tiny(tmp_path):
