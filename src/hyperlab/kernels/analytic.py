@@ -225,16 +225,13 @@ def run_tiles(work: Callable[[Job], None], jobs: Sequence[Job], device: torch.de
         torch.set_num_threads(threads)
 
 
-def tile_jobs(
-    tiles: Tiles, block: int, rows: slice | None = None
-) -> list[tuple[slice, slice, bool]]:
-    """(rows, cols, off_diagonal) blocks covering ``tiles`` (or its row range ``rows``), block
-    upper triangle only if symmetric."""
+def tile_jobs(tiles: Tiles, block: int) -> list[tuple[slice, slice, bool]]:
+    """(rows, cols, off_diagonal) blocks covering ``tiles``; block upper triangle only if
+    symmetric."""
     n, m = tiles.shape
-    r0, r1 = (0, n) if rows is None else (rows.start, rows.stop)
     return [
-        (slice(i0, min(i0 + block, r1)), slice(j0, min(j0 + block, m)), j0 != i0)
-        for i0 in range(r0, r1, block)
+        (slice(i0, min(i0 + block, n)), slice(j0, min(j0 + block, m)), j0 != i0)
+        for i0 in range(0, n, block)
         for j0 in range(i0 if tiles.symmetric else 0, m, block)
     ]
 

@@ -112,7 +112,8 @@ class CGFit:
 
 
 class _Operator:
-    """K + εD as a matrix-free operator over stacked kernels (S, N, T)."""
+    """K as a matrix-free operator over stacked kernels (S, N, T); the ridge εD is added by
+    the caller."""
 
     def __init__(self, tiles: Tiles, block: int, cache_bytes: float = 0.0):
         self.tiles, self.block = tiles, block
