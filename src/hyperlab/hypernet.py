@@ -279,7 +279,10 @@ class HyperNetwork(nn.Module):
                 bound = 1.0 / math.sqrt(self.head.in_features)
                 w, b = self.head.weight, self.head.bias
                 w.uniform_(-bound, bound, generator=generator)
-                b.uniform_(-bound, bound, generator=generator)
+                if self.head.trains_bias:
+                    b.uniform_(-bound, bound, generator=generator)
+                else:  # bias=False: the (frozen) head biases stay zero
+                    b.zero_()
                 self.head.set_weight(w, b)
             else:
                 m2 = float(e.pow(2).mean())
@@ -365,7 +368,8 @@ class EmbeddingModel(nn.Module):
     """The embedding method h(x, I) = q(x, e(I)) (modularity paper, Sec. 2).
 
     e is an MLP cond_features → hidden… → embedding_dim (``len(e_hidden) + 1`` layers, no output
-    activation); q is an MLP on the concatenation [x; e(I)].
+    activation); q is an MLP on the concatenation [x; e(I)]. ``bias`` is for e and q, or for e
+    alone when ``q_bias`` is given.
     """
 
     def __init__(
@@ -379,6 +383,7 @@ class EmbeddingModel(nn.Module):
         *,
         activation: str = "relu",
         bias: bool = True,
+        q_bias: bool | None = None,
         parameterization: Parameterization = "standard",
         generator: torch.Generator | None = None,
     ):
@@ -392,9 +397,11 @@ class EmbeddingModel(nn.Module):
             if int(v) <= 0:
                 raise ValueError(f"{name}: expected a positive int, got {v}")
         self.x_features, self.cond_features = x_features, cond_features
-        kw = dict(bias=bias, parameterization=parameterization)
-        e = MLP([cond_features, *e_hidden, embedding_dim], activation, **kw)
-        q = MLP([x_features + embedding_dim, *q_hidden, out_features], activation, **kw)
+        q_bias = bias if q_bias is None else q_bias
+        e = MLP([cond_features, *e_hidden, embedding_dim], activation, bias=bias,
+                parameterization=parameterization)  # fmt: skip
+        q = MLP([x_features + embedding_dim, *q_hidden, out_features], activation, bias=q_bias,
+                parameterization=parameterization)  # fmt: skip
         self.e = e.bind(generator=generator)
         self.q = q.bind(generator=generator)
 

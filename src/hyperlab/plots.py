@@ -29,6 +29,8 @@ MODEL_STYLES: dict[str, dict[str, object]] = {
     "embedding": {"color": "tab:orange", "marker": "s"},
     "hypernetwork (seen I)": {"color": "tab:blue", "marker": "o", "ls": "--", "mfc": "white"},
     "embedding (seen I)": {"color": "tab:orange", "marker": "s", "ls": "--", "mfc": "white"},
+    "hypernetwork (train)": {"color": "tab:blue", "marker": "x", "ls": ":"},
+    "embedding (train)": {"color": "tab:orange", "marker": "+", "ls": ":"},
 }
 
 
@@ -49,11 +51,12 @@ def errorbar_curves(
     title: str,
     logy: bool = False,
     spread: str = "seeds",
+    hlines: dict[str, float] | None = None,
 ) -> plt.Figure:
     """One line per curve: mean over repetitions with ±1 std error bars, the legend saying so.
 
     ``curves[label][i]`` holds the per-repetition values at ``x[i]``; ``spread`` names the
-    repetitions (seeds, draws, runs).
+    repetitions (seeds, draws, runs); ``hlines`` are labelled reference levels (grey, dotted).
     """
     fig, ax = plt.subplots(figsize=(5.5, 4))
     reps = sorted({len(v) for values in curves.values() for v in values})
@@ -64,6 +67,9 @@ def errorbar_curves(
         means.append(mean)
         style = MODEL_STYLES.get(label, {"marker": "o", "color": f"C{i}"})
         ax.errorbar(x, mean, yerr=std, capsize=3, label=label, **style)  # type: ignore[arg-type]
+    for j, (label, level) in enumerate((hlines or {}).items()):
+        ax.axhline(level, color=f"{0.2 + 0.3 * j:.1f}", ls=(0, (1, 2 + j)), lw=1.2, label=label)
+        means.append(np.array([level]))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -76,4 +82,32 @@ def errorbar_curves(
     ax.grid(alpha=0.3, which="both")
     n = "-".join(map(str, (reps[0], reps[-1]) if len(reps) > 1 else reps))
     ax.legend(title=f"mean ± 1 std over {n} {spread}", fontsize=8, title_fontsize=8)
+    return fig
+
+
+def epoch_panels(
+    panels: dict[str, dict[str, Sequence[Sequence[float]]]],
+    *,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+) -> plt.Figure:
+    """Training curves, one panel per model: ``panels[model][label]`` holds per-seed series
+    over epochs; the mean is drawn, labels ending in "train" dashed, the rest solid."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, (model, curves) in zip(axes[0], panels.items(), strict=True):
+        for i, (label, runs) in enumerate(curves.items()):
+            n = min(len(r) for r in runs)
+            mean = np.nanmean(np.array([list(r)[:n] for r in runs], dtype=float), axis=0)
+            ls = "--" if label.endswith("train") else "-"
+            ax.plot(np.arange(1, n + 1), mean, ls=ls, color=f"C{i // 2}", label=label)
+        ax.set_title(model)
+        ax.set_xlabel("epoch")
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title)
     return fig

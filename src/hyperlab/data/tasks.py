@@ -92,13 +92,23 @@ def _centered_sigmoid_second_moment(gain: float) -> float:
     return float((weights * s**2).sum() / math.sqrt(2 * math.pi))
 
 
+#: The synthetic targets: today's centred and rescaled net, and the plain sigmoid net.
+TARGET_KINDS = ("centred", "sigmoid")
+
+
 class SigmoidTarget(nn.Module):
     """Fixed random target y(x, I) = <x, h(I)>, h a fully connected sigmoid net R^d_I -> R^d_x.
 
-    Modularity paper, Sec. 5: h is "a three-layers fully-connected sigmoid neural network".
-    Our choice (the paper gives no widths or init): linear layers d_I -> hidden... -> d_x with
-    a sigmoid after every hidden layer and a linear output; default hidden = (100, 100), i.e.
-    three linear layers. Weights are Gaussian, scaled so that every hidden pre-activation has
+    Modularity paper, Sec. 5: h is "a three-layers fully-connected sigmoid neural network"
+    (no widths or init given). Linear layers d_I -> hidden... -> d_x with a sigmoid after every
+    hidden layer and a linear output; default hidden = (100, 100), i.e. three linear layers.
+
+    ``kind="sigmoid"``: the plain network, ``nn.Linear``'s default init (weights and biases
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in))), unscaled. Most of Var y is then the I-independent part
+    <x, E_I h(I)> (the sigmoids' mean passes through), which the least-squares fit of y on x
+    captures; see :func:`best_independent_mse`.
+
+    ``kind="centred"``: weights are Gaussian, scaled so that every hidden pre-activation has
     std ``gain`` for I ~ N(0, I) (default 2: not saturated, yet only ~85% of the variance of h
     is linear in I; gain 4 gives ~70%). Each layer after a sigmoid gets the bias -W @ 1/2, so it
     sees the centred sigmoid; this makes h odd (h(-I) = -h(I), so E_I h(I) = 0 and y really
@@ -114,13 +124,24 @@ class SigmoidTarget(nn.Module):
         *,
         generator: torch.Generator | None = None,
         gain: float = 2.0,
+        kind: str = "centred",
     ) -> None:
         super().__init__()
+        if kind not in TARGET_KINDS:
+            raise ValueError(f"kind: expected one of {TARGET_KINDS}, got {kind!r}")
         self.d_I, self.d_x, self.hidden, self.gain = d_I, d_x, tuple(hidden), gain
+        self.kind = kind
         widths = (d_I, *self.hidden, d_x)
         m = _centered_sigmoid_second_moment(gain)
         self.n_layers = len(widths) - 1
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            if kind == "sigmoid":  # nn.Linear's default init, drawn from the generator
+                bound = 1.0 / math.sqrt(fan_in)
+                w = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
+                b = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
+                self.register_buffer(f"weight{i}", w)
+                self.register_buffer(f"bias{i}", b)
+                continue
             in_moment = 1.0 if i == 0 else m  # E[input^2] per coordinate
             if i < self.n_layers - 1:
                 std = gain / math.sqrt(fan_in * in_moment)
@@ -152,9 +173,21 @@ def make_synthetic_target(
     generator: torch.Generator | None = None,
     *,
     gain: float = 2.0,
+    kind: str = "centred",
 ) -> SigmoidTarget:
     """The modularity paper's synthetic target with h: R^d_I -> R^d_out (see SigmoidTarget)."""
-    return SigmoidTarget(d_I, d_out, hidden, generator=generator, gain=gain)
+    return SigmoidTarget(d_I, d_out, hidden, generator=generator, gain=gain, kind=kind)
+
+
+def best_independent_mse(train: dict[str, torch.Tensor], test: dict[str, torch.Tensor]) -> float:
+    """Test MSE of the best predictor that ignores I: least squares of y on [x, 1] (train)."""
+
+    def design(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.double(), torch.ones(x.shape[0], 1, dtype=torch.float64)], 1)
+
+    coef = torch.linalg.lstsq(design(train["x"]), train["y"].double().unsqueeze(1)).solution
+    pred = (design(test["x"]) @ coef).squeeze(1)
+    return float((pred - test["y"].double()).pow(2).mean())
 
 
 @torch.no_grad()
@@ -169,6 +202,7 @@ def synthetic_task(
     seed: int = 0,
     hidden: Sequence[int] = (100, 100),
     target: SigmoidTarget | None = None,
+    kind: str = "centred",
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Train/test data for y(x, I) = <x, h(I)> with x, I ~ N(0, 1) (modularity paper, Sec. 5).
 
@@ -180,11 +214,13 @@ def synthetic_task(
     uses ``n_unseen_conditions`` (default: ``n_conditions``) held-out conditions, with ids
     starting at ``n_conditions``.
 
-    The target is ``make_synthetic_target(d_I, d_x, hidden, torch.Generator().manual_seed(seed))``
-    unless ``target`` is given; the data comes from an independent stream of the same seed.
+    The target is ``make_synthetic_target(d_I, d_x, hidden, torch.Generator().manual_seed(seed),
+    kind=kind)`` unless ``target`` is given; the data comes from an independent stream of the
+    same seed.
     """
     if target is None:
-        target = make_synthetic_target(d_I, d_x, hidden, torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        target = make_synthetic_target(d_I, d_x, hidden, gen, kind=kind)
     if (target.d_I, target.d_x) != (d_I, d_x):
         raise ValueError(f"target maps {target.d_I} -> {target.d_x}, expected {d_I} -> {d_x}")
     target = target.to("cpu")

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hyperlab.experiments.base import RunContext
-from hyperlab.plots import errorbar_curves, save_figure
+from hyperlab.plots import epoch_panels, errorbar_curves, save_figure
 
-__all__ = ["curve_figure"]
+__all__ = ["curve_figure", "epoch_figure"]
 
 
 def curve_figure(
@@ -23,16 +23,36 @@ def curve_figure(
     title: str,
     logy: bool = False,
     logx: bool = False,
+    hlines: Mapping[str, float] | None = None,
 ) -> str:
     """One curve per entry of ``curves`` (``[value][seed]``; diverged runs left out), mean
-    with ±1 std error bars; saved as ``stem.png``; returns the file name."""
+    with ±1 std error bars, and labelled reference levels ``hlines``; saved as ``stem.png``;
+    returns the file name."""
     clean = {
         k: [[u for u in r if math.isfinite(u)] or [math.nan] for r in rows]
         for k, rows in curves.items()
     }
-    fig = errorbar_curves(list(x), clean, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy)
+    levels = {k: v for k, v in (hlines or {}).items() if math.isfinite(v)}
+    fig = errorbar_curves(list(x), clean, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy,
+                          hlines=levels)  # fmt: skip
     if logx:
         fig.axes[0].set_xscale("log")
     elif all(isinstance(v, int) for v in x):
         fig.axes[0].set_xticks(list(x))
+    return save_figure(fig, ctx.figure_path(stem)).name
+
+
+def epoch_figure(
+    ctx: RunContext,
+    stem: str,
+    panels: Mapping[str, Mapping[str, list[list[float]]]],
+    *,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+) -> str:
+    """Training curves (one panel per model, ``panels[model][label]`` = per-seed series over
+    epochs, mean drawn); saved as ``stem.png``; returns the file name."""
+    fig = epoch_panels({m: dict(c) for m, c in panels.items()}, ylabel=ylabel, title=title,
+                       logy=logy)  # fmt: skip
     return save_figure(fig, ctx.figure_path(stem)).name

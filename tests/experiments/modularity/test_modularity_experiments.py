@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from hyperlab.cli import main
 from hyperlab.data import DataNotFoundError
@@ -62,7 +63,7 @@ def test_sweep_experiment_tiny(name, axis, scores, tmp_path, data_root):
 def test_synthetic_depth_counts_match_paper_formulas(tmp_path):
     record = run_experiment(
         "modularity-synthetic-depth", preset="tiny", out_dir=tmp_path, progress=False,
-        overrides={"seeds": 1, "epochs": 1},
+        overrides={"seeds": 1, "epochs": 1, "biases": []},
     )  # fmt: skip
     m = record["metrics"]
     # Built models have the parameter counts of the paper's formulas (biases off, Sec. 5).
@@ -70,7 +71,61 @@ def test_synthetic_depth_counts_match_paper_formulas(tmp_path):
         assert {k: built[k] for k in ("N_f", "N_g", "N_e", "N_q")} == {
             k: formula[k] for k in ("N_f", "N_g", "N_e", "N_q")
         }
-    assert m["target_variance"] > 0
+    assert m["task_info"]["var_y"][0] > 0
+
+
+def test_synthetic_depth_records_training_curves_and_baselines(tmp_path):
+    record = run_experiment(
+        "modularity-synthetic-depth", preset="tiny", out_dir=tmp_path, progress=False,
+        overrides={"seeds": 2, "epochs": 3},
+    )  # fmt: skip
+    m = record["metrics"]
+    info = m["task_info"]
+    assert len(info["var_y"]) == len(info["best_independent_mse"]) == 2
+    # a held-out error of the least-squares fit of y on x: positive, at most about Var y
+    pairs = zip(info["best_independent_mse"], info["var_y"], strict=True)
+    assert all(0 < b < 1.5 * v for b, v in pairs)
+    for model in ("hypernetwork", "embedding"):
+        runs = m["curves"][model]
+        assert len(runs) == len(m["depths"]) and all(len(r) == 2 for r in runs)
+        series = runs[0][0]
+        assert len(series["mse_train"]) == len(series["mse_test"]) == 3
+        # the last epoch's tracked test MSE is the headline test MSE of that run
+        assert series["mse_test"][-1] == pytest.approx(m[f"{model}_mse_per_seed"][0][0])
+        assert all(v >= 0 for v in m[f"{model}_mse_train"])
+    claims = [c["claim"] for c in record["claims"]]
+    assert any("training MSE" in c for c in claims) and any("unseen I" in c for c in claims)
+    assert "fig1a_depth_curves.png" in record["figures"]
+
+
+def test_conventions_are_checked_and_change_the_models(tmp_path):
+    from hyperlab.experiments.config import ConfigError
+    from hyperlab.experiments.modularity.synthetic_depth import SyntheticDepthConfig, builders
+
+    with pytest.raises(ConfigError, match="biases"):
+        SyntheticDepthConfig(biases=["f", "x"])
+    with pytest.raises(ConfigError, match="init"):
+        SyntheticDepthConfig(init="xavier")
+    with pytest.raises(ConfigError, match="target"):
+        SyntheticDepthConfig(target="tanh")
+    gen = torch.Generator().manual_seed(0)
+    small = {"d_x": 4, "d_i": 3, "width": 5, "embedding_dim": 6}
+    plain = builders(SyntheticDepthConfig(**small, biases=[]))
+    full = builders(SyntheticDepthConfig(**small, biases=["f", "e", "g", "q"]))
+    hn, hn_b = plain["hypernetwork"](2, gen), full["hypernetwork"](2, gen)
+    assert hn_b.g.layout.numel == hn.g.layout.numel + 10 + 1  # g's two bias vectors
+    assert not hn.f.head.trains_bias and float(hn.f.head.bias.abs().max()) == 0
+    em, em_b = plain["embedding"](2, gen), full["embedding"](2, gen)
+    assert sum(p.numel() for p in em_b.parameters()) == (
+        sum(p.numel() for p in em.parameters()) + 5 + 6 + 10 + 1
+    )
+
+
+def test_rotation_authors_architecture(tmp_path):
+    from hyperlab.experiments.modularity.rotation import RotationConfig, hidden_widths
+
+    assert hidden_widths(RotationConfig(), 3) == [50, 50]
+    assert hidden_widths(RotationConfig(f_arch="authors"), 3) == [100] * 4  # 5 linear layers
 
 
 def test_synthetic_held_out_conditions_mode(tmp_path):
@@ -93,8 +148,13 @@ def test_rotation_sizes_follow_the_paper(tmp_path, data_root):
     counts = record["metrics"]["parameter_counts"][0]
     assert record["metrics"]["width"] == 50  # d = 50 for MNIST
     assert counts["N_g"] == 10 * 784 + 10 * 12  # g: 784-10-12 without biases
-    assert counts["N_f"] == counts["N_e"]  # same architecture, output N_g (Sec. 5)
-    assert counts["N_q"] == (784 + counts["N_g"]) * 10 + 10 + 10 * 12 + 12
+    # same trunk; f outputs N_g, e outputs E = 10 d + 10 (Sec. 5 and the authors' code)
+    assert counts["N_f"] - counts["N_e"] == (50 + 1) * (counts["N_g"] - (10 * 784 + 10))
+    assert counts["N_q"] == (784 + 10 * 784 + 10) * 10 + 10 + 10 * 12 + 12
+    m = record["metrics"]
+    # claims are judged on the mean of the last epochs' test error (here: the one epoch)
+    assert m["hypernetwork_error_last3"] == pytest.approx(m["hypernetwork_error"])
+    assert len(m["curves"]["embedding"][0][0]["error_test"]) == 1
 
 
 def test_tune_picks_each_models_lr_on_validation(tmp_path):

@@ -22,6 +22,7 @@ from hyperlab.experiments.modularity.images import ImageData, images, width
 from hyperlab.experiments.modularity.rotation import TINY
 from hyperlab.experiments.modularity.summary import comparison_claims, pair_rows
 from hyperlab.experiments.modularity.sweep import (
+    NETWORKS,
     Task,
     TunedSweepConfig,
     counts_recorder,
@@ -48,6 +49,9 @@ class ColorizationConfig(ImageData, TunedSweepConfig):
     """App. 1.3: pixels per image, g's width, depths k of f and e."""
 
     g_hidden: int = param(16, "hidden width of g (3-g_hidden-g_hidden-3) and q", min=1)
+    biases: list[str] = param(["f", "e", "g", "q"], "networks with bias terms, of f, e, g, q "
+                              "(no code released; g of 3 inputs needs its biases)",
+                              choices=NETWORKS, nonempty=False)  # fmt: skip
     pixels_per_image: int = param(64, "pixels sampled per image per step", min=1)
     depths: list[int] = param(list(range(2, 10)), "numbers of layers k of f and e", min=2)
 
@@ -108,13 +112,16 @@ def run(ctx: RunContext) -> Result:
     h, w = (32, 32) if cfg.dataset == "cifar10" else (28, 28)
     d_i, f_width, gh = h * w, width(cfg), cfg.g_hidden
     g_sizes = [3, gh, gh, 3]
-    n_g = MLP(g_sizes).layout.numel
+    n_g = MLP(g_sizes, bias=cfg.bias("g")).layout.numel
 
     def hyper(k: int, gen: torch.Generator) -> nn.Module:
-        return HyperModel(MLP(g_sizes), d_i, [f_width] * (k - 1), generator=gen)
+        g = MLP(g_sizes, bias=cfg.bias("g"))
+        return HyperModel(g, d_i, [f_width] * (k - 1), bias=cfg.bias("f"), init=cfg.init,
+                          generator=gen)  # fmt: skip
 
     def emb(k: int, gen: torch.Generator) -> nn.Module:
-        return EmbeddingModel(3, d_i, n_g, [f_width] * (k - 1), [gh, gh], 3, generator=gen)
+        return EmbeddingModel(3, d_i, n_g, [f_width] * (k - 1), [gh, gh], 3, bias=cfg.bias("e"),
+                              q_bias=cfg.bias("q"), generator=gen)  # fmt: skip
 
     counts: list[dict] = []
     metrics, table = sweep(

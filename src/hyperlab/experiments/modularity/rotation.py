@@ -28,6 +28,14 @@ class RotationConfig(ImageData, TunedSweepConfig):
     """Fig. 3: NLL, SGD lr 0.01, 10 epochs, batch 64 (authors' code), depths k of f and e."""
 
     depths: list[int] = param(list(range(2, 10)), "numbers of layers k of f and e", min=2)
+    f_arch: str = param("paper", "f and e at depth k: 'paper' = k linear layers of width d "
+                        "(Sec. 5); 'authors' = k + 2 linear layers of width 100 (the released "
+                        "code's depth=k, notes A.2)", choices=("paper", "authors"))  # fmt: skip
+
+
+def hidden_widths(cfg: RotationConfig, k: int) -> list[int]:
+    """Hidden widths of f and e at depth k (``f_arch``): k - 1 of width d, or k + 1 of 100."""
+    return [width(cfg)] * (k - 1) if cfg.f_arch == "paper" else [100] * (k + 1)
 
 
 def run(ctx: RunContext) -> Result:
@@ -39,10 +47,11 @@ def run(ctx: RunContext) -> Result:
         ctx,
         values=depths,
         make_task=lambda s: rotation_task(ctx, s),
-        builders=rotation_builders(cfg),
+        builders=rotation_builders(cfg, f_hidden=lambda k: hidden_widths(cfg, int(k))),
         on_model=counts_recorder(counts, "k"),
     )
     metrics = {"depths": depths, "dataset": cfg.dataset, "width": width(cfg), **metrics,
+               "hidden_widths": [hidden_widths(cfg, k) for k in depths],
                "parameter_counts": counts}  # fmt: skip
     return rotation_result(
         ctx, depths, "k", metrics, table, stem=f"fig3_rotation_{cfg.dataset}",
@@ -62,6 +71,8 @@ register(
         config_class=RotationConfig,
         presets={
             "full": {},
+            # the released code's f and e (depth k -> k + 2 layers of width 100), its conventions
+            "authors": {"f_arch": "authors", "init": "standard", "biases": ["f", "e", "q"]},
             "quick": {
                 "n_train": 20_000,
                 "n_test": 2_000,

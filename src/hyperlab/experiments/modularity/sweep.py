@@ -53,6 +53,30 @@ class TunedSweepConfig(SweepConfig):
             raise ConfigError(f"val_fraction: expected a share below 1, got {self.val_fraction}")
 
 
+#: The networks of the two models: f, g (hypernetwork g(x; f(I))) and e, q (q(x, e(I))).
+NETWORKS = ("f", "e", "g", "q")
+
+
+@dataclass(frozen=True)
+class Conventions(Config):
+    """The modelling choices that decide the modularity results (f's head init, biases).
+
+    The defaults are the authors' released code (notes A.2): every layer PyTorch's default
+    init, biases in f, e and q, none in g (the paper's N_g = 10 d_x + 10 counts no biases).
+    """
+
+    init: str = param("standard", "f's output layer: 'standard' = nn.Linear's default init "
+                      "(authors' code), 'hyperfan' = hyperfan-in (Chang et al. 2020)",
+                      choices=("standard", "hyperfan"))  # fmt: skip
+    biases: list[str] = param(["f", "e", "q"], "networks with bias terms, of f, e, g, q "
+                              "(authors' code: f, e, q)", choices=NETWORKS,
+                              nonempty=False)  # fmt: skip
+
+    def bias(self, net: str) -> bool:
+        """Whether network ``net`` (one of f, e, g, q) has bias terms."""
+        return net in self.biases
+
+
 @dataclass
 class Task:
     """One seed's data and how to train on and score it.
@@ -61,7 +85,9 @@ class Task:
     model inputs, drawing fresh randomness such as rotation angles). ``freeze(raw, tag)`` turns
     a raw split into fixed evaluation data (fixed angles/pixels); ``evaluate(model, frozen)``
     returns named scores. ``splits`` maps a metric suffix to a key of ``data`` holding frozen
-    evaluation data; the suffix ``""`` is the headline split.
+    evaluation data; the suffix ``""`` is the headline split. ``track`` maps a curve label to a
+    split scored after every epoch (the training curves); ``info`` holds facts of this seed's
+    data (e.g. Var y), recorded per seed.
     """
 
     data: dict[str, dict[str, Tensor]]
@@ -73,6 +99,8 @@ class Task:
     freeze: Callable[[dict[str, Tensor], str], dict[str, Tensor]] = field(
         default=lambda raw, tag: raw
     )
+    track: dict[str, str] = field(default_factory=dict)
+    info: dict[str, float] = field(default_factory=dict)
 
 
 def fit_eval(
@@ -84,28 +112,49 @@ def fit_eval(
     epochs: int,
     key: Sequence[object],
     splits: Mapping[str, str] | None = None,
+    curves: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
     """Train ``model`` (SGD, checkpointed, resumable) and score it on ``splits``.
 
-    Returns ``{score_name + suffix: value}``; a diverged run scores NaN everywhere.
+    Returns ``{score_name + suffix: value}``; a diverged run scores NaN everywhere. With
+    ``curves`` (a dict to fill), ``task.track``'s splits are scored after every epoch and
+    ``curves[f"{score}_{label}"]`` gets one value per epoch (and ``train_loss``, the running
+    mean of the minibatch losses).
     """
     cfg = ctx.config
     splits = task.splits if splits is None else splits
+    track = task.track if curves is not None else {}
+
+    def per_epoch(m: nn.Module) -> dict[str, float]:
+        return {f"{name}_{label}": v for label, split in track.items()
+                for name, v in task.evaluate(m, task.data[split]).items()}  # fmt: skip
+
     try:
-        ctx.fit(
+        history = ctx.fit(
             model, task.loss, task.data["train"], key=(*key, f"lr{lr:g}"), seed_key=key,
             epochs=epochs, batch_size=cfg.batch_size, lr=lr, momentum=cfg.momentum,
             desc="-".join(map(str, key)), transform=task.transform,
+            evaluate=per_epoch if track else None,
         )  # fmt: skip
     except TrainingDiverged:
         head = {k: v[:2] for k, v in task.data[next(iter(splits.values()))].items()}
         probe = task.evaluate(model, head)
         return {f"{name}{suffix}": math.nan for suffix in splits for name in probe}
+    if curves is not None and track:
+        ends = tuple(f"_{label}" for label in track)
+        keys = [k for k in history.records[-1] if k.endswith(ends)] + ["train_loss"]
+        curves.update({k: [r.get(k, math.nan) for r in history.records] for k in keys})
     out: dict[str, float] = {}
     for suffix, split in splits.items():
         for name, value in task.evaluate(model, task.data[split]).items():
             out[f"{name}{suffix}"] = value
     return out
+
+
+def last_epochs_mean(curve: Sequence[float], n: int = 3) -> float:
+    """Mean of the last ``n`` epochs of a curve (NaN if any is not finite)."""
+    tail = list(curve[-n:])
+    return sum(tail) / len(tail) if tail and all(map(math.isfinite, tail)) else math.nan
 
 
 def tune_lr(
@@ -159,7 +208,10 @@ def sweep(
     model gets its own learning rate per swept value, chosen on seed 0's validation split.
     Returns ``(metrics, per_seed)``: ``metrics[f"{model}_{score}"]`` is the mean over seeds per
     value, with ``_std`` and ``_per_seed`` (``[value][seed]``) alongside; ``per_seed`` is the same
-    per-seed table keyed like ``metrics``.
+    per-seed table keyed like ``metrics``. Tasks with ``track`` add ``metrics["curves"]``
+    (``[model][value][seed]`` -> per-epoch series) and ``f"{model}_{score}_last3"`` (the mean
+    of the last three epochs of the tracked ``test`` curve); ``info`` goes to
+    ``metrics["task_info"]`` (per seed).
     """
     cfg = ctx.config
     tune = cfg.tune if tune is None else tune
@@ -169,8 +221,12 @@ def sweep(
     tuning: dict[str, list[dict[str, Any]]] = {name: [] for name in builders}
     bar = tqdm(total=cfg.seeds * len(values) * len(builders), desc=ctx.name,
                disable=not ctx.progress)  # fmt: skip
+    curves: dict[str, list[list[dict[str, list[float]]]]] = {}
+    task_info: dict[str, list[float]] = {}
     for s in range(cfg.seeds):
         task = make_task(s)
+        for k, value in task.info.items():
+            task_info.setdefault(k, []).append(value)
         for i, v in enumerate(values):
             for name, build in builders.items():
                 if tune and s == 0:
@@ -180,9 +236,13 @@ def sweep(
                 model = build(v, ctx.generator("init", name, v, s))
                 if on_model is not None and s == 0:
                     on_model(name, v, model)
-                scores = fit_eval(
-                    ctx, model, task, lr=chosen[name][i], epochs=cfg.epochs, key=(name, v, s)
-                )
+                series: dict[str, list[float]] = {}
+                scores = fit_eval(ctx, model, task, lr=chosen[name][i], epochs=cfg.epochs,
+                                  key=(name, v, s), curves=series)  # fmt: skip
+                if task.track:
+                    curves.setdefault(name, [[] for _ in values])[i].append(series)
+                    test = series.get(f"{task.primary}_test", [math.nan])
+                    scores[f"{task.primary}_last3"] = last_epochs_mean(test)
                 for score, value in scores.items():
                     rows = table.setdefault(f"{name}_{score}", [[] for _ in values])
                     rows[i].append(value)
@@ -197,6 +257,10 @@ def sweep(
         metrics[f"{key}_std"] = [nanstd(r) for r in rows]
         metrics[f"{key}_per_seed"] = rows
     metrics["learning_rates"] = chosen
+    if curves:
+        metrics["curves"] = curves
+    if task_info:
+        metrics["task_info"] = task_info
     if tune:
         metrics["tuning"] = tuning
     return metrics, table

@@ -37,16 +37,17 @@ class SyntheticEmbeddingDimConfig(SyntheticConfig):
 
 
 def builders(cfg: SyntheticEmbeddingDimConfig):
-    """f = d_I-100-100i-N_g, e = d_I-100-100-1000i (three layers each, no biases)."""
+    """f = d_I-100-100i-N_g, e = d_I-100-100-1000i (three layers each; init, biases: config)."""
     d_x, d_i, gh = cfg.d_x, cfg.d_i, cfg.g_hidden
     w, fw, ew = cfg.width, cfg.f_dim_step, cfg.e_dim_step
 
     def hyper(i: int, gen: torch.Generator) -> nn.Module:
-        g = MLP([d_x, gh, 1], bias=False)
-        return HyperModel(g, d_i, [w, fw * i], bias=False, generator=gen)
+        g = MLP([d_x, gh, 1], bias=cfg.bias("g"))
+        return HyperModel(g, d_i, [w, fw * i], bias=cfg.bias("f"), init=cfg.init, generator=gen)
 
     def emb(i: int, gen: torch.Generator) -> nn.Module:
-        return EmbeddingModel(d_x, d_i, ew * i, [w, w], [gh], 1, bias=False, generator=gen)
+        return EmbeddingModel(d_x, d_i, ew * i, [w, w], [gh], 1, bias=cfg.bias("e"),
+                              q_bias=cfg.bias("q"), generator=gen)  # fmt: skip
 
     return {"hypernetwork": hyper, "embedding": emb}
 
