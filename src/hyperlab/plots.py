@@ -91,10 +91,11 @@ def epoch_panels(
     ylabel: str,
     title: str,
     logy: bool = False,
+    sharey: bool = True,
 ) -> plt.Figure:
-    """Training curves, one panel per model: ``panels[model][label]`` holds per-seed series
-    over epochs; the mean is drawn, labels ending in "train" dashed, the rest solid."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True,
+    """Training curves, one panel per model (or quantity): ``panels[name][label]`` holds
+    per-seed series over epochs; the mean is drawn, labels ending in "train" dashed."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=sharey,
                              squeeze=False)  # fmt: skip
     for ax, (model, curves) in zip(axes[0], panels.items(), strict=True):
         for i, (label, runs) in enumerate(curves.items()):

@@ -50,9 +50,10 @@ def epoch_figure(
     ylabel: str,
     title: str,
     logy: bool = False,
+    sharey: bool = True,
 ) -> str:
     """Training curves (one panel per model, ``panels[model][label]`` = per-seed series over
     epochs, mean drawn); saved as ``stem.png``; returns the file name."""
     fig = epoch_panels({m: dict(c) for m, c in panels.items()}, ylabel=ylabel, title=title,
-                       logy=logy)  # fmt: skip
+                       logy=logy, sharey=sharey)  # fmt: skip
     return save_figure(fig, ctx.figure_path(stem)).name

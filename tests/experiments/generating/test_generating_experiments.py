@@ -1,6 +1,7 @@
 """Generating-networks experiments on their tiny configs: structure and sanity of the results."""
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -64,6 +65,12 @@ def test_mnist_tiny(tmp_path, data_root):
     assert a["path_interpolated_accuracy"][0][0] == a["path_direct_accuracy"][0][0]
     assert len(a["pca_explained_variance_ratio_all"]) == 6
     assert "accuracy_histograms.png" in record["figures"]
+    # the training curves: each epoch's mean CE, entropy estimate and batch accuracy, per λ
+    assert "training_curves.png" in record["figures"]
+    for info in m["training"].values():
+        assert len(info["history"]) == record["config"]["epochs"]
+        for r in info["history"]:
+            assert r["ce"] > 0 and 0 <= r["train_accuracy"] <= 1 and math.isfinite(r["entropy"])
     # a second run resumes the finished training checkpoints instead of retraining
     again = run_experiment(
         "generating-mnist", preset="tiny", out_dir=tmp_path, data_dir=data_root, progress=False,

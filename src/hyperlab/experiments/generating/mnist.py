@@ -24,6 +24,7 @@ from torch import Tensor
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import ConfigError, param
+from hyperlab.experiments.figures import epoch_figure
 from hyperlab.experiments.generating.analyses import (
     ANALYSIS_QUICK,
     ANALYSIS_TINY,
@@ -99,6 +100,15 @@ class _Loss:
 
     def __init__(self, lam: float, noise_batch: int, estimator: str, quirk: bool):
         self.lam, self.b, self.estimator, self.quirk = lam, noise_batch, estimator, quirk
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def epoch_means(self, model=None) -> dict[str, float]:
+        """fit()'s per-epoch ``evaluate``: the epoch's mean training CE, entropy estimate and
+        batch accuracy (what the released code logs), then start the next epoch afresh."""
+        out = {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+        self.sums, self.steps = {}, 0
+        return out
 
     def __call__(self, model, batch: Mapping[str, Tensor]) -> Tensor:
         from hyperlab.generative import generative_loss
@@ -109,8 +119,12 @@ class _Loss:
             raise ValueError(f"batch of {x.shape[0]} images is smaller than the noise batch")
         x = (x[: self.b * g].float() / 255.0).reshape(self.b, g, 1, 28, 28)
         y = y[: self.b * g].reshape(self.b, g)
-        loss, _ = generative_loss(model, x, y, lam=self.lam, estimator=self.estimator,
-                                  authors_sum_quirk=self.quirk)  # fmt: skip
+        loss, parts = generative_loss(model, x, y, lam=self.lam, estimator=self.estimator,
+                                      authors_sum_quirk=self.quirk)  # fmt: skip
+        for k, v in parts.items():
+            key = "train_accuracy" if k == "accuracy" else k
+            self.sums[key] = self.sums.get(key, 0.0) + float(v)
+        self.steps += 1
         return loss
 
 
@@ -128,12 +142,13 @@ def train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
     )  # fmt: skip
     batch = cfg.noise_batch * cfg.images_per_noise
     t0 = time.perf_counter()
+    loss = _Loss(lam, cfg.noise_batch, cfg.estimator, cfg.authors_sum_quirk)
     history = ctx.fit(
-        gen, _Loss(lam, cfg.noise_batch, cfg.estimator, cfg.authors_sum_quirk),
-        {"x": data["train_x"], "y": data["train_y"]},
+        gen, loss, {"x": data["train_x"], "y": data["train_y"]},
         key=(f"lambda_{lam:g}-{config_key(cfg, _MODEL_KEYS)}",), seed_key=("train", lam),
         epochs=cfg.epochs, batch_size=batch, lr=cfg.lr, optimizer="adam",
         lr_decay=cfg.lr_decay, progress=True, desc=f"generator λ={lam:g}",
+        evaluate=loss.epoch_means,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     if cfg.precise_bn:
@@ -141,6 +156,19 @@ def train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
     gen.eval()
     steps = len(history) * math.ceil(len(data["train_x"]) / batch)
     return gen, {"train_seconds": seconds, "steps": steps, "history": history.records}
+
+
+def training_figure(ctx: RunContext, training: Mapping[str, Any]) -> str:
+    """Training curves per λ: mean CE, entropy estimate and batch accuracy of each epoch."""
+    panels = {
+        title: {f"λ = {lam}": [[r.get(key, math.nan) for r in info["history"]]]
+                for lam, info in training.items()}
+        for title, key in (("cross-entropy", "ce"), ("entropy estimate Ĥ", "entropy"),
+                           ("training batch accuracy", "train_accuracy"))
+    }  # fmt: skip
+    return epoch_figure(ctx, "training_curves", panels, ylabel="epoch mean",
+                        title="generator training (means over each epoch's steps)",
+                        sharey=False)  # fmt: skip
 
 
 def compute(ctx: RunContext) -> dict[str, Any]:
@@ -174,6 +202,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
             "accuracies": hist[tag],
         }
     figures.insert(0, hist_figure(ctx, {f"λ = {k[7:]}": v for k, v in hist.items()}))
+    figures.insert(1, training_figure(ctx, metrics["training"]))
     for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
                 "wrong_prediction_iou"):  # fmt: skip
         metrics[key] = main[key]
