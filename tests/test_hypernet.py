@@ -65,6 +65,7 @@ def test_fused_first_layer_equals_materialised(parameterization, bias):
     g = MLP([20, 8, 8, 3], bias=bias, parameterization=parameterization)
     h = HyperModel(g, 6, [16, 16], bias=bias, parameterization=parameterization).double()
     x, c = torch.randn(5, 7, 20, dtype=torch.float64), torch.randn(5, 7, 6, dtype=torch.float64)
+    h.fused = True  # below FUSE_MIN_NUMEL the default would materialise
     fused = h(x, c)
     h.fused = False
     materialised = h(x, c)
@@ -73,6 +74,15 @@ def test_fused_first_layer_equals_materialised(parameterization, bias):
     grads = [torch.autograd.grad(out.square().sum(), params) for out in (fused, materialised)]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_fuses_by_default_only_above_the_measured_size():
+    calls = []
+    for d in (20, 200):
+        h = HyperModel(MLP([d, 10, 1]), 4, [8])
+        h._forward_fused = lambda x, c, _d=d: calls.append(_d) or torch.zeros(x.shape[0], 1)
+        h(torch.randn(3, d), torch.randn(3, 4))
+    assert calls == [200]  # 20 x 10 = 200 < FUSE_MIN_NUMEL <= 200 x 10
 
 
 def test_equals_vmap_functional_call_of_an_nn_module():

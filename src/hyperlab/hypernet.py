@@ -309,21 +309,30 @@ class HyperNetwork(nn.Module):
         }
 
 
+#: Smallest first-layer weight of g for which HyperModel fuses by default: the break-even of
+#: ``benchmarks/fuse_threshold.py`` (one thread, batch 200, g: d-10-1; ms/step fused vs
+#: materialised, other core busy: d = 20: 5.8 vs 4.7, 50: 6.6 vs 5.1, 100: 7.6 vs 7.4,
+#: 300: 10.3 vs 19.2).
+FUSE_MIN_NUMEL = 1_000
+
+
 class HyperModel(nn.Module):
     """h(x, I) = g(x; f(I)) with per-sample weights run as one batched call.
 
     ``x`` has shape (*P, *G, *in_shape) for ``cond`` of shape (*P, d_I): every condition gets its
     own weights, applied to its group G of inputs. With ``dedupe=True`` weights are generated once
     per distinct condition (rows of ``cond`` that are equal), for batches where many x share one I.
-    For an MLP primary with a full head and one x per condition, the first layer of g is contracted
-    with x straight from the head's weights (``fused=True``), never materialising the per-sample
-    first-layer matrices.
+    For an MLP primary with a full head and one x per condition, the first layer of g can be
+    contracted with x straight from the head's weights, never materialising the per-sample
+    first-layer matrices: ``fused=True`` always, ``False`` never, ``None`` (default) when g's
+    first weight has at least :data:`FUSE_MIN_NUMEL` entries (below that the extra kernels
+    cost more than the materialised weights: ``benchmarks/fuse_threshold.py``).
     """
 
     def __init__(self, primary: Primary, cond_features: int, hidden: Sequence[int] = (100,), **kw):
         super().__init__()
         self.f = HyperNetwork(primary, cond_features, hidden, **kw)
-        self.fused = True
+        self.fused: bool | None = None
 
     @property
     def g(self) -> Primary:
@@ -334,12 +343,10 @@ class HyperModel(nn.Module):
         return self.f(cond)
 
     def _can_fuse(self, x: Tensor, cond: Tensor) -> bool:
-        return (
-            self.fused
-            and self.g.fused_head
-            and isinstance(self.f.head, FullHead)
-            and x.dim() == cond.dim()
-        )
+        head = self.f.head
+        if self.fused is False or not (self.g.fused_head and isinstance(head, FullHead)):
+            return False
+        return x.dim() == cond.dim() and (self.fused or head.blocks[0] >= FUSE_MIN_NUMEL)
 
     def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False) -> Tensor:
         _check_features(cond, self.f.cond_features, "cond")
