@@ -190,6 +190,13 @@ def test_model_bad_inputs():
     nan[0, 0] = float("nan")
     with pytest.raises(ValueError, match="cond: contains NaN"):
         h(torch.randn(3, 4), nan)
+    with pytest.raises(ValueError, match="cond: contains NaN"):
+        h.f.features(nan)  # the public entry points check; the inner trunk does not repeat it
+    emb = EmbeddingModel(4, 2, 6, [5])
+    with pytest.raises(ValueError, match="cond: contains NaN"):
+        emb(torch.randn(3, 4), nan)
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        emb(nan.repeat(1, 2), torch.randn(3, 2))
     with pytest.raises(ValueError, match="head"):
         HyperNetwork(MLP([4, 1]), 2, [5], head="sparse")
     with pytest.raises(TypeError, match="target"):

@@ -132,6 +132,11 @@ def test_bad_inputs_name_the_argument():
     bad[1, 2] = float("nan")
     with pytest.raises(ValueError, match="x: contains NaN"):
         g(bad, p)
+    bad[1, 2] = -float("inf")
+    with pytest.raises(ValueError, match="x: contains NaN or infinite"):
+        g(bad, p)
+    huge = torch.full((3, 5), 3e38)  # finite, but its float32 sum overflows: not an error
+    g(huge, p)
     with pytest.raises(ValueError, match="activation"):
         MLP([2, 2], "swishy")
     with pytest.raises(ValueError, match="sizes"):

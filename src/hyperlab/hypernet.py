@@ -236,6 +236,7 @@ class HyperNetwork(nn.Module):
                 parameterization=parameterization,
                 activate_output=True,
             )
+            trunk.validate_inputs = False  # cond is checked where it enters (features, flat)
             self.trunk: nn.Module = trunk.bind(generator=generator)
         else:
             self.trunk = nn.Identity()
@@ -260,6 +261,7 @@ class HyperNetwork(nn.Module):
 
     def features(self, cond: Tensor) -> Tensor:
         """f's last hidden layer (the input of the head)."""
+        _check_features(cond, self.cond_features, "cond")
         return self.trunk(cond)
 
     @torch.no_grad()
@@ -294,14 +296,14 @@ class HyperNetwork(nn.Module):
     def flat(self, cond: Tensor) -> Tensor:
         """θ as one vector per condition: shape (*P, N_g)."""
         _check_features(cond, self.cond_features, "cond")
-        return self.head(self.features(cond))
+        return self.head(self.trunk(cond))
 
     def forward(self, cond: Tensor) -> dict[str, Tensor]:
         """θ = f(I) as a dict in the target's layout, with batch shape ``cond.shape[:-1]``."""
         if not isinstance(self.head, FullHead):
             return self.target.layout.unflatten(self.flat(cond))
         _check_features(cond, self.cond_features, "cond")
-        parts = self.head.parts(self.features(cond))  # one block per tensor: no split
+        parts = self.head.parts(self.trunk(cond))  # one block per tensor: no split
         batch = cond.shape[:-1]
         return {
             spec.name: part.reshape(*batch, *spec.shape)
@@ -367,7 +369,7 @@ class HyperModel(nn.Module):
 
     def _forward_fused(self, x: Tensor, cond: Tensor) -> Tensor:
         head: FullHead = self.f.head  # type: ignore[assignment]
-        e = self.f.features(cond)
+        e = self.f.trunk(cond)  # cond was checked in forward
         return self.g.forward_fused_head(x, e, list(head.weights), list(head.biases), head.scale)
 
 
@@ -409,6 +411,7 @@ class EmbeddingModel(nn.Module):
                 parameterization=parameterization)  # fmt: skip
         q = MLP([x_features + embedding_dim, *q_hidden, out_features], activation, bias=q_bias,
                 parameterization=parameterization)  # fmt: skip
+        e.validate_inputs = q.validate_inputs = False  # x and cond are checked in forward
         self.e = e.bind(generator=generator)
         self.q = q.bind(generator=generator)
 
