@@ -225,3 +225,19 @@ def test_rerun_resumes_from_checkpoints_with_identical_results(tmp_path):
         first["metrics"]["hypernetwork_mse_per_seed"]
         == second["metrics"]["hypernetwork_mse_per_seed"]
     )
+
+
+def test_lr_per_value_sets_each_depths_rate_and_is_checked(tmp_path):
+    from hyperlab.experiments.config import ConfigError
+
+    kw = {"preset": "tiny", "progress": False}
+    record = run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "a", **kw,
+                            overrides={"seeds": 1, "lr_per_value": [0.001, 0.02]})  # fmt: skip
+    assert record["metrics"]["learning_rates"]["hypernetwork"] == [0.001, 0.02]
+    assert record["metrics"]["learning_rates"]["embedding"] == [0.001, 0.02]
+    with pytest.raises(ConfigError, match="lr_per_value: expected 2"):
+        run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "b", **kw,
+                       overrides={"lr_per_value": [0.01]})  # fmt: skip
+    with pytest.raises(ConfigError, match="lr_per_value: not used"):
+        run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "c", **kw,
+                       overrides={"lr_per_value": [0.01, 0.01], "tune": True})  # fmt: skip

@@ -35,6 +35,9 @@ class SweepConfig(Config):
     lr: float = param(0.01, "SGD learning rate", positive=True)
     momentum: float = param(0.0, "SGD momentum", min=0)
     batch_size: int = param(64, "minibatch size", min=1)
+    lr_per_value: list[float] | None = param(
+        None, "one SGD learning rate per swept value, for both models (None: lr everywhere); "
+        "e.g. a smaller one where a shallow f diverges at lr", positive=True)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,16 @@ def sweep(
     """
     cfg = ctx.config
     tune = cfg.tune if tune is None else tune
+    per_value = getattr(cfg, "lr_per_value", None)
+    if per_value is not None and (lr is not None or tune):
+        why = "the learning-rate search picks them" if tune else "it sweeps the learning rate"
+        raise ConfigError(f"lr_per_value: not used by this run ({why}); leave it unset")
+    if per_value is not None:
+        if len(per_value) != len(values):
+            raise ConfigError(f"lr_per_value: expected {len(values)} learning rates (one per "
+                              f"swept value {list(values)}), got {per_value}")  # fmt: skip
+        rates = dict(zip(map(repr, values), per_value, strict=True))
+        lr = lambda name, v: rates[repr(v)]  # noqa: E731
     lr = lr or (lambda name, v: cfg.lr)
     table: dict[str, list[list[float]]] = {}
     chosen: dict[str, list[float]] = {name: [lr(name, v) for v in values] for name in builders}
