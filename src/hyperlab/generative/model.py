@@ -286,6 +286,7 @@ def generative_loss(
     estimator: str = "authors",
     gauge: bool = True,
     authors_sum_quirk: bool = False,
+    target_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of Eq. 1-3: ``λ · CE + (−Ĥ(gauge_fix(G(z))))`` for one noise × image batch.
 
@@ -295,7 +296,9 @@ def generative_loss(
     ``images`` (B, G, *in_shape) and ``labels`` (B, G): network b sees its own G images
     (App. A.7: B = G = 32). ``z`` defaults to B fresh noise vectors. ``estimator``:
     ``'authors'`` (:func:`~hyperlab.generative.entropy.authors_entropy`, L1, d = d_z) or
-    ``'kl'`` (the consistent L2 estimator with d = d_z). Returns (loss, parts) with parts
+    ``'kl'`` (the consistent L2 estimator with d = d_z). ``target_dtype=torch.bfloat16`` runs
+    the target networks' forward (and so their backward) under autocast, e.g. on AMX CPUs; the
+    generator, the CE and the entropy stay in float32. Returns (loss, parts) with parts
     ``ce``, ``entropy``, ``accuracy`` (detached).
     """
     from hyperlab.generative.entropy import authors_entropy, kl_entropy
@@ -314,7 +317,12 @@ def generative_loss(
         z = gen.sample_noise(b, device=images.device)
     params = model(z)  # through the DDP wrapper when there is one (gradient sync)
     primary = gen.primary
-    logits = primary(images, params)
+    if target_dtype is None:
+        logits = primary(images, params)
+    else:
+        with torch.autocast(images.device.type, dtype=target_dtype):
+            logits = primary(images, params)
+        logits = logits.float()
     ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
     fixed = gauge_fix(primary, params, authors_sum_quirk=authors_sum_quirk) if gauge else params
     flat = primary.layout.flatten(fixed)

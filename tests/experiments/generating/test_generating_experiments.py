@@ -95,7 +95,7 @@ def test_changed_model_settings_do_not_resume_other_checkpoints(tmp_path, data_r
     kw = dict(preset="tiny", out_dir=tmp_path, data_dir=data_root, progress=False)
     base = {"download": False, "lambdas": [1000.0], "main_lambda": 1000.0}
     run_experiment("generating-mnist", overrides=base, **kw)
-    changed = base | {"authors_sum_quirk": True}
+    changed = base | {"authors_sum_quirk": True, "target_dtype": "bfloat16"}
     run_experiment("generating-mnist", overrides=changed, overwrite=True, **kw)
     dirs = sorted((tmp_path / "checkpoints").glob("*/lambda_1000-*"))
     assert len(dirs) == 2 and dirs[0].parent != dirs[1].parent  # one folder per config hash

@@ -54,6 +54,10 @@ class GeneratingMnistConfig(AnalysisConfig):
     estimator: str = param("authors", "entropy estimator of the loss",
                            choices=("authors", "kl"))  # fmt: skip
     authors_sum_quirk: bool = param(False, "reproduce the released code's gauge-fix sum quirk")
+    target_dtype: str = param("float32", "the target networks' forward and backward: "
+                              "float32, or bfloat16 autocast (AMX CPUs: benchmarks/"
+                              "generative_step.py; generator, CE and entropy stay float32)",
+                              choices=("float32", "bfloat16"))  # fmt: skip
     noise_batch: int = param(32, "noise samples (generated networks) per step", min=1)
     images_per_noise: int = param(32, "images per generated network per step", min=1)
     lr: float = param(3e-4, "Adam learning rate", positive=True)
@@ -98,8 +102,10 @@ def config_key(cfg: Any, keys: tuple[str, ...]) -> str:
 class _Loss:
     """fit() loss: one minibatch of B·G images -> B generated networks, G images each."""
 
-    def __init__(self, lam: float, noise_batch: int, estimator: str, quirk: bool):
+    def __init__(self, lam: float, noise_batch: int, estimator: str, quirk: bool,
+                 target_dtype: torch.dtype | None = None):  # fmt: skip
         self.lam, self.b, self.estimator, self.quirk = lam, noise_batch, estimator, quirk
+        self.target_dtype = target_dtype
         self.sums: dict[str, float] = {}
         self.steps = 0
 
@@ -120,7 +126,8 @@ class _Loss:
         x = (x[: self.b * g].float() / 255.0).reshape(self.b, g, 1, 28, 28)
         y = y[: self.b * g].reshape(self.b, g)
         loss, parts = generative_loss(model, x, y, lam=self.lam, estimator=self.estimator,
-                                      authors_sum_quirk=self.quirk)  # fmt: skip
+                                      authors_sum_quirk=self.quirk,
+                                      target_dtype=self.target_dtype)  # fmt: skip
         for k, v in parts.items():
             key = "train_accuracy" if k == "accuracy" else k
             self.sums[key] = self.sums.get(key, 0.0) + float(v)
@@ -142,10 +149,13 @@ def train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
     )  # fmt: skip
     batch = cfg.noise_batch * cfg.images_per_noise
     t0 = time.perf_counter()
-    loss = _Loss(lam, cfg.noise_batch, cfg.estimator, cfg.authors_sum_quirk)
+    bf16 = cfg.target_dtype == "bfloat16"
+    loss = _Loss(lam, cfg.noise_batch, cfg.estimator, cfg.authors_sum_quirk,
+                 torch.bfloat16 if bf16 else None)  # fmt: skip
+    keys = _MODEL_KEYS + (("target_dtype",) if bf16 else ())  # float32 keeps its old key
     history = ctx.fit(
         gen, loss, {"x": data["train_x"], "y": data["train_y"]},
-        key=(f"lambda_{lam:g}-{config_key(cfg, _MODEL_KEYS)}",), seed_key=("train", lam),
+        key=(f"lambda_{lam:g}-{config_key(cfg, keys)}",), seed_key=("train", lam),
         epochs=cfg.epochs, batch_size=batch, lr=cfg.lr, optimizer="adam",
         lr_decay=cfg.lr_decay, progress=True, desc=f"generator λ={lam:g}",
         evaluate=loss.epoch_means,
