@@ -180,6 +180,10 @@ class Experiment:
     paper_reference: Mapping[str, Any] = field(default_factory=dict)
     #: what a config costs, in words (training runs, epochs, measured times where known)
     estimate: Callable[[Any], str] | None = None
+    #: config fields that only select which independent training runs happen (the number of
+    #: seeds, the swept values): left out of the checkpoint hash, so a run with more seeds or
+    #: other values reuses the finished runs they share
+    selects: tuple[str, ...] = ()
 
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Config:
         """The preset's config with ``overrides`` applied, type- and range-checked."""
@@ -272,11 +276,13 @@ def _machine(dev: torch.device) -> dict[str, Any]:
     return info
 
 
-def config_hash(name: str, config: Config, seed: int) -> str:
-    """Short hash of what a run's trained models depend on: experiment, resolved config, seed
-    and hyperlab's version. Checkpoints live under ``checkpoints/<hash>``, so a run never
-    resumes models trained under another config or version."""
-    blob = json.dumps([name, config.to_dict(), int(seed), _version()], sort_keys=True)
+def config_hash(name: str, config: Config, seed: int, selects: Sequence[str] = ()) -> str:
+    """Short hash of what a run's trained models depend on: experiment, resolved config (less
+    the ``selects`` fields, :attr:`Experiment.selects`), seed and hyperlab's version.
+    Checkpoints live under ``checkpoints/<hash>``, so a run never resumes models trained under
+    another config or version."""
+    cfg = {k: v for k, v in config.to_dict().items() if k not in selects}
+    blob = json.dumps([name, cfg, int(seed), _version()], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -348,7 +354,7 @@ def run_experiment(
     out = ensure_writable_dir(out_dir, argument="--out")
     if not overwrite:
         _check_out_dir(out, name, cfg, int(seed))
-    digest = config_hash(name, cfg, int(seed))
+    digest = config_hash(name, cfg, int(seed), exp.selects)
     ckpt_root = out / "checkpoints" / digest
     if not resume and ckpt_root.exists():
         shutil.rmtree(ckpt_root)

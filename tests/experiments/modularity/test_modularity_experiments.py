@@ -241,3 +241,20 @@ def test_lr_per_value_sets_each_depths_rate_and_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="lr_per_value: not used"):
         run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "c", **kw,
                        overrides={"lr_per_value": [0.01, 0.01], "tune": True})  # fmt: skip
+
+
+def test_more_seeds_or_other_depths_reuse_the_finished_runs(tmp_path):
+    kw = {"preset": "tiny", "out_dir": tmp_path, "progress": False}
+    first = run_experiment("modularity-synthetic-depth", overrides={"seeds": 1}, **kw)
+    assert first["resumed_from"] is None
+    more = run_experiment("modularity-synthetic-depth", overrides={"seeds": 2, "depths": [2]},
+                          overwrite=True, **kw)  # fmt: skip
+    # seed 0 at k = 2 (both models) was trained by the first run and is reused, not retrained
+    assert more["config_hash"] == first["config_hash"]
+    assert more["resumed_from"]["training_runs"] == 2 * len(first["config"]["depths"])
+    m0, m1 = first["metrics"], more["metrics"]
+    assert m1["hypernetwork_mse_per_seed"][0][0] == m0["hypernetwork_mse_per_seed"][0][0]
+    # anything that changes what is trained gets its own checkpoints
+    other = run_experiment("modularity-synthetic-depth", overrides={"seeds": 1, "lr": 0.02},
+                           overwrite=True, **kw)  # fmt: skip
+    assert other["config_hash"] != first["config_hash"] and other["resumed_from"] is None

@@ -167,6 +167,7 @@ register(
             "tiny": TINY | {"pixels_per_image": 8, "depths": [2, 3]},
         },  # fmt: skip
         run=run,
+        selects=("seeds", "depths"),
         estimate=lambda c: f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs",
         paper_reference={
             "figure": "appendix Sec. 1.3 (not in our copy of the paper; the authors' code "

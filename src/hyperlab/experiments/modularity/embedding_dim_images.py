@@ -94,6 +94,7 @@ register(
             "tiny": TINY | {"dims": [0, 1], "e_dim_step": 16, "f_dim_step": 8},
         },  # fmt: skip
         run=run,
+        selects=("seeds", "dims"),
         estimate=lambda c: f"{2 * c.seeds * len(c.dims)} training runs of {c.epochs} epochs",
         paper_reference={
             "figure": "appendix Sec. 1.2 (not in our copy of the paper; sizes from the code)",

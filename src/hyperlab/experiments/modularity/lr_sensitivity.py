@@ -85,6 +85,7 @@ register(
             | {"lrs": [0.01, 0.1], "depth": 2},
         },  # fmt: skip
         run=run,
+        selects=("seeds", "lrs"),
         estimate=lambda c: f"{2 * c.seeds * len(c.lrs)} training runs of {c.epochs} epochs",
         paper_reference={
             "figure": "appendix Sec. 1.4 (not in our copy of the paper)",

@@ -83,6 +83,7 @@ register(
             "tiny": TINY | {"depths": [2, 3]},
         },
         run=run,
+        selects=("seeds", "depths"),
         estimate=lambda c: f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs",
         paper_reference={
             "figure": "Fig. 3a (MNIST), 3b (CIFAR-10); no numbers in the text",

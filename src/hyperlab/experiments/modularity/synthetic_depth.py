@@ -119,6 +119,7 @@ register(
             },  # fmt: skip
         },
         run=run,
+        selects=("seeds", "depths"),
         estimate=lambda c: (
             f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs "
             f"on {c.n_train:,} samples, d = {c.d_x}"

@@ -115,6 +115,7 @@ register(
             },
         },  # fmt: skip
         run=run,
+        selects=("seeds", "dims"),
         estimate=lambda c: (
             f"{2 * c.seeds * len(c.dims)} training runs of {c.epochs} epochs "
             f"on {c.n_train:,} samples, d = {c.d_x}"
