@@ -124,10 +124,8 @@ def synthetic_result(
         what=what, score="test MSE (unseen I)", paper_ref=paper_ref, **claim_kw,
     )  # fmt: skip
     info = metrics["task_info"]
-    levels = {
-        "Var y": nanmean(info["var_y"]),
-        "best I-independent (lstsq of y on x)": nanmean(info["best_independent_mse"]),
-    }
+    var_y, floor = nanmean(info["var_y"]), nanmean(info["best_independent_mse"])
+    levels = {"Var y": var_y, "best I-independent (lstsq of y on x)": floor}
     fig = curve_figure(
         ctx, stem, values,
         {
@@ -138,7 +136,8 @@ def synthetic_result(
             "hypernetwork (train)": table["hypernetwork_mse_train"],
             "embedding (train)": table["embedding_mse_train"],
         },
-        xlabel=xlabel, ylabel="MSE", title=title, logy=True, hlines=levels,
+        xlabel=xlabel, ylabel=f"MSE (Var y = {var_y:.3g})", title=title, logy=True,
+        hlines={"best I-independent (lstsq of y on x)": floor},
     )  # fmt: skip
     panels = {
         model: {f"{key}={v} {part}": [run[f"mse_{part}"] for run in runs]
