@@ -32,8 +32,9 @@ AUTHORS = {"init": "standard", "biases": ["f", "e", "q"], "target": "sigmoid"}
 #: Fig. 1a at d = 20 (E = 10 d), the authors' conventions, 100 epochs, 5 seeds.
 D20 = AUTHORS | {"d_x": 20, "d_i": 20, "embedding_dim": 200, "epochs": 100, "seeds": 5}
 #: `make demo`: d20 cut to one seed and the depths 2, 5, 7, for 80 epochs (about where the
-#: hypernetwork at k = 5 passes the embedding in the d20 run), under 5 minutes on 2 cores.
-QUICK = {"depths": [2, 5, 7], "n_test": 2_000, "epochs": 80, "seeds": 1}
+#: hypernetwork at k = 5 passes the embedding in the d20 run); one thread: these small models
+#: are overhead-bound, and a second thread only spins (3-4x slower with the other core busy).
+QUICK = {"depths": [2, 5, 7], "n_test": 2_000, "epochs": 80, "seeds": 1, "cpu_threads": 1}
 
 
 @dataclass(frozen=True)
