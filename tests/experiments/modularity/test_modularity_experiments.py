@@ -96,6 +96,8 @@ def test_synthetic_depth_records_training_curves_and_baselines(tmp_path):
     claims = [c["claim"] for c in record["claims"]]
     assert any("training MSE" in c for c in claims) and any("unseen I" in c for c in claims)
     assert "fig1a_depth_curves.png" in record["figures"]
+    deeper = m["conditioning_at_init"]["hypernetwork"]
+    assert len(deeper) == len(m["depths"]) and all(c > 0 for c in deeper)
 
 
 def test_conventions_are_checked_and_change_the_models(tmp_path):
@@ -155,6 +157,8 @@ def test_rotation_sizes_follow_the_paper(tmp_path, data_root):
     # claims are judged on the mean of the last epochs' test error (here: the one epoch)
     assert m["hypernetwork_error_last3"] == pytest.approx(m["hypernetwork_error"])
     assert len(m["curves"]["embedding"][0][0]["error_test"]) == 1
+    # how much f(I) and e(I) depend on I at init (seed 0): positive and finite
+    assert all(0 < c < 1e3 for c in m["conditioning_at_init"]["hypernetwork"])
 
 
 def test_tune_picks_each_models_lr_on_validation(tmp_path):

@@ -18,7 +18,11 @@ from hyperlab.experiments.base import Result, RunContext
 from hyperlab.experiments.config import param
 from hyperlab.experiments.evaluate import evaluate_batches
 from hyperlab.experiments.figures import curve_figure, epoch_figure
-from hyperlab.experiments.modularity.summary import comparison_claims, pair_rows
+from hyperlab.experiments.modularity.summary import (
+    comparison_claims,
+    conditioning_rows,
+    pair_rows,
+)
 from hyperlab.experiments.modularity.sweep import Conventions, Task, tune_notes
 from hyperlab.hypernet import EmbeddingModel, HyperModel
 from hyperlab.primary import MLP
@@ -160,5 +164,6 @@ def rotation_result(ctx: RunContext, values: list, label: str, metrics: dict, ta
                           title=f"{title}: test error per epoch")  # fmt: skip
     comparison = pair_rows(label, values, metrics, "error_last3")
     comparison += pair_rows(label, values, metrics, "error")
+    comparison += conditioning_rows(label, values, metrics)
     return Result(metrics=metrics, claims=claims, figures=[fig, curves], comparison=comparison,
                   notes=tune_notes(metrics))  # fmt: skip

@@ -24,6 +24,17 @@ def pair_rows(label: str, values: Sequence[Any], metrics: Mapping, score: str) -
     ]
 
 
+def conditioning_rows(label: str, values: Sequence[Any], metrics: Mapping) -> list:
+    """Rows 'label=v: I-dependence of f(I) / e(I) at init' (:func:`.sweep.conditioning_at_init`,
+    seed 0): near 0, the model starts (nearly) blind to I."""
+    c = metrics.get("conditioning_at_init", {})
+    h, e = c.get("hypernetwork"), c.get("embedding")
+    if not h or not e:
+        return []
+    return [(f"{label}={v}: I-dependence at init, f(I) / e(I)", "not stated",
+             f"{h[i]:.2g} / {e[i]:.2g}") for i, v in enumerate(values)]  # fmt: skip
+
+
 def comparison_claims(
     values: Sequence[Any],
     h: Sequence[float],

@@ -236,6 +236,7 @@ def sweep(
                disable=not ctx.progress)  # fmt: skip
     curves: dict[str, list[list[dict[str, list[float]]]]] = {}
     task_info: dict[str, list[float]] = {}
+    conditioning: dict[str, list[float]] = {}
     for s in range(cfg.seeds):
         task = make_task(s)
         for k, value in task.info.items():
@@ -249,6 +250,8 @@ def sweep(
                 model = build(v, ctx.generator("init", name, v, s))
                 if on_model is not None and s == 0:
                     on_model(name, v, model)
+                if s == 0:
+                    conditioning.setdefault(name, []).append(conditioning_at_init(model, task))
                 series: dict[str, list[float]] = {}
                 scores = fit_eval(ctx, model, task, lr=chosen[name][i], epochs=cfg.epochs,
                                   key=(name, v, s), curves=series)  # fmt: skip
@@ -274,9 +277,31 @@ def sweep(
         metrics["curves"] = curves
     if task_info:
         metrics["task_info"] = task_info
+    metrics["conditioning_at_init"] = conditioning
     if tune:
         metrics["tuning"] = tuning
     return metrics, table
+
+
+@torch.no_grad()
+def conditioning_at_init(model: nn.Module, task: Task, n: int = 512) -> float:
+    """How much the conditioning output depends on I before training: over ``n`` conditions of
+    the headline split, the mean std of each coordinate of θ = f(I) (hypernetwork) or e(I)
+    (embedding) divided by the mean |mean| of the coordinates. Near 0: the output is nearly
+    constant in I (e.g. a deep ReLU f under PyTorch's default init, whose input signal shrinks
+    ~6x in variance per layer while the biases stay)."""
+    split = task.data[task.splits[""]]
+    if "cond" not in split:
+        return math.nan
+    device = next(model.parameters()).device
+    cond = split["cond"][:n].to(device)
+    if hasattr(model, "f"):
+        out = model.f.flat(cond)
+    elif hasattr(model, "e"):
+        out = model.e(cond)
+    else:
+        return math.nan
+    return float(out.std(0).mean() / out.mean(0).abs().mean().clamp_min(1e-30))
 
 
 def counts_recorder(counts: list, key: str) -> Callable[[str, Any, nn.Module], None]:

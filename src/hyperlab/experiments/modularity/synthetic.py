@@ -20,7 +20,11 @@ from hyperlab.experiments.base import Result, RunContext
 from hyperlab.experiments.config import param
 from hyperlab.experiments.evaluate import evaluate_batches
 from hyperlab.experiments.figures import curve_figure, epoch_figure
-from hyperlab.experiments.modularity.summary import comparison_claims, pair_rows
+from hyperlab.experiments.modularity.summary import (
+    comparison_claims,
+    conditioning_rows,
+    pair_rows,
+)
 from hyperlab.experiments.modularity.sweep import Conventions, Task, TunedSweepConfig, tune_notes
 from hyperlab.experiments.stats import nanmean
 
@@ -151,5 +155,6 @@ def synthetic_result(
     comparison += pair_rows(key, values, metrics, "mse_train")
     comparison += pair_rows(key, values, metrics, "mse")
     comparison += pair_rows(key, values, metrics, "mse_seen_conditions")
+    comparison += conditioning_rows(key, values, metrics)
     return Result(metrics=metrics, claims=claims, figures=[fig, curves], comparison=comparison,
                   notes=tune_notes(metrics))  # fmt: skip
