@@ -123,6 +123,28 @@ def test_conventions_are_checked_and_change_the_models(tmp_path):
     )
 
 
+def test_he_trunk_init_keeps_a_deep_f_conditioned_on_i():
+    from hyperlab.experiments.modularity.synthetic_depth import SyntheticDepthConfig, builders
+
+    small = {"d_x": 6, "d_i": 30, "width": 64, "embedding_dim": 8}
+    cond = torch.randn(256, 30)
+    spread = {}
+    for trunk_init in ("standard", "he"):
+        cfg = SyntheticDepthConfig(**small, trunk_init=trunk_init)
+        for name, build in builders(cfg).items():
+            gen = torch.Generator().manual_seed(0)
+            model = cfg.finish(build(9, gen), gen)
+            with torch.no_grad():
+                out = model.f.features(cond) if name == "hypernetwork" else model.e(cond)
+            spread[trunk_init, name] = float(out.std(0).mean() / out.mean(0).abs().mean())
+    for name in ("hypernetwork", "embedding"):  # default init: 9 layers all but erase I
+        assert spread["he", name] > 10 * spread["standard", name]
+    he = SyntheticDepthConfig(**small, trunk_init="he")
+    model = he.finish(builders(he)["hypernetwork"](3, torch.Generator()), torch.Generator())
+    biases = [b.detach() for n, b in model.f.trunk.named_parameters() if "bias" in n]
+    assert biases and all(float(b.abs().max()) == 0 for b in biases)
+
+
 def test_rotation_authors_architecture(tmp_path):
     from hyperlab.experiments.modularity.rotation import RotationConfig, hidden_widths
 

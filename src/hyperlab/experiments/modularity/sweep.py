@@ -75,9 +75,37 @@ class Conventions(Config):
                               "(authors' code: f, e, q)", choices=NETWORKS,
                               nonempty=False)  # fmt: skip
 
+    trunk_init: str = param("standard", "hidden layers of f and all of e: 'standard' = "
+                            "nn.Linear's default (authors' code), 'he' = He-uniform weights "
+                            "U(±√(6/fan_in)) and zero biases",
+                            choices=("standard", "he"))  # fmt: skip
+
     def bias(self, net: str) -> bool:
         """Whether network ``net`` (one of f, e, g, q) has bias terms."""
         return net in self.biases
+
+    def finish(self, model: nn.Module, generator: torch.Generator) -> nn.Module:
+        """Apply ``trunk_init`` to a built model (f's trunk, or e) and return it."""
+        trunk = model.f.trunk if hasattr(model, "f") else getattr(model, "e", None)
+        if self.trunk_init == "he" and hasattr(trunk, "primary"):
+            he_init_(trunk, generator)
+            if hasattr(model, "f"):  # the head's calibration saw the old trunk
+                model.f.reset_head(generator=generator)
+        return model
+
+
+@torch.no_grad()
+def he_init_(net: nn.Module, generator: torch.Generator) -> None:
+    """He-uniform init of a bound MLP in place: weights U(±√(6/fan_in)), zero biases, so a
+    deep ReLU stack keeps its input signal (PyTorch's default shrinks it ~6x in variance per
+    layer)."""
+    for spec in net.primary.layout:
+        p = net.get_parameter(spec.name)
+        if spec.role == "weight":
+            bound = math.sqrt(6.0 / spec.fan_in)
+            p.copy_(torch.rand(p.shape, generator=generator) * (2 * bound) - bound)
+        else:
+            p.zero_()
 
 
 @dataclass
@@ -188,6 +216,8 @@ def tune_lr(
     scores = []
     for lr in cfg.tune_lrs:
         model = build(ctx.generator("tune-init", *key))
+        if isinstance(cfg, Conventions):
+            model = cfg.finish(model, ctx.generator("tune-trunk-init", *key))
         res = fit_eval(ctx, model, val_task, lr=lr, epochs=epochs, key=("tune", *key))
         scores.append(res[task.primary])
     finite = [(s, lr) for s, lr in zip(scores, cfg.tune_lrs, strict=True) if math.isfinite(s)]
@@ -248,6 +278,8 @@ def sweep(
                     tuning[name].append({"value": v, **info})
                     chosen[name][i] = info["best_lr"]
                 model = build(v, ctx.generator("init", name, v, s))
+                if isinstance(cfg, Conventions):
+                    model = cfg.finish(model, ctx.generator("trunk-init", name, v, s))
                 if on_model is not None and s == 0:
                     on_model(name, v, model)
                 if s == 0:
