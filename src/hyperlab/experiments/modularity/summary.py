@@ -57,10 +57,11 @@ def comparison_claims(
         {"values": [values[i] for i in idx], "hypernetwork": [h[i] for i in idx],
          "embedding": [e[i] for i in idx]},
     ))  # fmt: skip
+    trend = len(values) > 1  # a trend needs two values: one value is not judged (None)
     if h_improves:
         claims.append(Claim(
             f"hypernetwork {score} improves as {what} grows (largest < smallest)", paper_ref,
-            finite_lt(h[-1], h[0]),
+            finite_lt(h[-1], h[0]) if trend else None,
             {"smallest": values[0], "at_smallest": h[0], "largest": values[-1],
              "at_largest": h[-1]},
         ))  # fmt: skip
@@ -69,7 +70,7 @@ def comparison_claims(
             f"embedding {score} does not improve as {what} grows (largest >= 0.9 x smallest)",
             paper_ref,
             judged(math.isfinite(e[-1]) and math.isfinite(e[0]) and e[-1] >= 0.9 * e[0],
-                   e[0], e[-1]),
+                   e[0], e[-1]) if trend else None,
             {"smallest": values[0], "at_smallest": e[0], "largest": values[-1],
              "at_largest": e[-1]},
         ))  # fmt: skip
