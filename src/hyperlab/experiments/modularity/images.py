@@ -21,6 +21,7 @@ from hyperlab.experiments.figures import curve_figure, epoch_figure
 from hyperlab.experiments.modularity.summary import (
     comparison_claims,
     conditioning_rows,
+    curve_panels,
     pair_rows,
 )
 from hyperlab.experiments.modularity.sweep import Conventions, Task, tune_notes
@@ -33,7 +34,7 @@ LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": 
 @dataclass(frozen=True)
 class ImageData(Conventions):
     """Which image dataset, how much of it, the widths of f, e and g (Sec. 5), and the
-    modelling conventions (f's head init, biases)."""
+    modelling conventions (inits, biases: :class:`~.sweep.Conventions`)."""
 
     dataset: str = param("mnist", "image dataset", choices=tuple(LOADERS))
     download: bool = param(False, "download missing data files (else they must be in "
@@ -155,11 +156,7 @@ def rotation_result(ctx: RunContext, values: list, label: str, metrics: dict, ta
          "embedding": table["embedding_error_last3"]},
         xlabel=xlabel, ylabel="test error (mean of the last 3 epochs)", title=title, logx=logx,
     )  # fmt: skip
-    panels = {
-        model: {f"{label}={v}": [run["error_test"] for run in runs]
-                for v, runs in zip(values, metrics["curves"][model], strict=True)}
-        for model in metrics["curves"]
-    }  # fmt: skip
+    panels = curve_panels(label, values, metrics, {"error_test": ""})
     curves = epoch_figure(ctx, f"{stem}_curves", panels, ylabel="test error",
                           title=f"{title}: test error per epoch")  # fmt: skip
     comparison = pair_rows(label, values, metrics, "error_last3")

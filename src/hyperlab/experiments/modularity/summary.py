@@ -35,6 +35,20 @@ def conditioning_rows(label: str, values: Sequence[Any], metrics: Mapping) -> li
              f"{h[i]:.2g} / {e[i]:.2g}") for i, v in enumerate(values)]  # fmt: skip
 
 
+def curve_panels(
+    label: str, values: Sequence[Any], metrics: Mapping, series: Mapping[str, str]
+) -> dict[str, dict[str, list]]:
+    """Training-curve panels for :func:`~hyperlab.experiments.figures.epoch_figure`:
+    ``[model][f"{label}={v}{suffix}"]`` -> per-seed series ``run[key]``, for every ``key ->
+    suffix`` of ``series`` (keys of the sweep's ``metrics["curves"]`` runs)."""
+    return {
+        model: {f"{label}={v}{suffix}": [run[key] for run in runs]
+                for v, runs in zip(values, per_value, strict=True)
+                for key, suffix in series.items()}
+        for model, per_value in metrics["curves"].items()
+    }  # fmt: skip
+
+
 def comparison_claims(
     values: Sequence[Any],
     h: Sequence[float],

@@ -62,7 +62,7 @@ NETWORKS = ("f", "e", "g", "q")
 
 @dataclass(frozen=True)
 class Conventions(Config):
-    """The modelling choices that decide the modularity results (f's head init, biases).
+    """The modelling choices that decide the modularity results (inits, biases).
 
     The defaults are the authors' released code (notes A.2): every layer PyTorch's default
     init, biases in f, e and q, none in g (the paper's N_g = 10 d_x + 10 counts no biases).
@@ -74,7 +74,6 @@ class Conventions(Config):
     biases: list[str] = param(["f", "e", "q"], "networks with bias terms, of f, e, g, q "
                               "(authors' code: f, e, q)", choices=NETWORKS,
                               nonempty=False)  # fmt: skip
-
     trunk_init: str = param("standard", "hidden layers of f and all of e: 'standard' = "
                             "nn.Linear's default (authors' code), 'he' = He-uniform weights "
                             "U(±√(6/fan_in)) and zero biases",
@@ -175,9 +174,14 @@ def fit_eval(
         ends = tuple(f"_{label}" for label in track)
         keys = [k for k in history.records[-1] if k.endswith(ends)] + ["train_loss"]
         curves.update({k: [r.get(k, math.nan) for r in history.records] for k in keys})
+    last = history.records[-1] if history.records else {}
     out: dict[str, float] = {}
     for suffix, split in splits.items():
-        for name, value in task.evaluate(model, task.data[split]).items():
+        label = next((lab for lab, sp in track.items() if sp == split), None)
+        scored = {k[: -len(label) - 1]: v for k, v in last.items()
+                  if label and k.endswith(f"_{label}")}  # fmt: skip
+        # a split scored after the last epoch is not scored again
+        for name, value in (scored or task.evaluate(model, task.data[split])).items():
             out[f"{name}{suffix}"] = value
     return out
 

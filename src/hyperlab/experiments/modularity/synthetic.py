@@ -23,6 +23,7 @@ from hyperlab.experiments.figures import curve_figure, epoch_figure
 from hyperlab.experiments.modularity.summary import (
     comparison_claims,
     conditioning_rows,
+    curve_panels,
     pair_rows,
 )
 from hyperlab.experiments.modularity.sweep import Conventions, Task, TunedSweepConfig, tune_notes
@@ -143,12 +144,7 @@ def synthetic_result(
         xlabel=xlabel, ylabel=f"MSE (Var y = {var_y:.3g})", title=title, logy=True,
         hlines={"best I-independent (lstsq of y on x)": floor},
     )  # fmt: skip
-    panels = {
-        model: {f"{key}={v} {part}": [run[f"mse_{part}"] for run in runs]
-                for v, runs in zip(values, metrics["curves"][model], strict=True)
-                for part in ("test", "train")}
-        for model in metrics["curves"]
-    }  # fmt: skip
+    panels = curve_panels(key, values, metrics, {"mse_test": " test", "mse_train": " train"})
     curves = epoch_figure(ctx, f"{stem}_curves", panels, ylabel="MSE (train: dashed)",
                           title=f"{title}: training curves", logy=True)  # fmt: skip
     comparison = [(name, "not stated", f"{value:.4g}") for name, value in levels.items()]
