@@ -94,21 +94,29 @@ def epoch_panels(
     sharey: bool = True,
 ) -> plt.Figure:
     """Training curves, one panel per model (or quantity): ``panels[name][label]`` holds
-    per-seed series over epochs; the mean is drawn, labels ending in "train" dashed."""
+    per-seed series over epochs (empty for a diverged run, left out); the mean is drawn, one
+    colour per label less a trailing " train"/" test", "train" dashed."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=sharey,
                              squeeze=False)  # fmt: skip
     for ax, (model, curves) in zip(axes[0], panels.items(), strict=True):
-        for i, (label, runs) in enumerate(curves.items()):
+        colours: dict[str, str] = {}
+        for label, runs in curves.items():
+            runs = [list(r) for r in runs if len(r)]
+            if not runs:
+                continue
             n = min(len(r) for r in runs)
-            mean = np.nanmean(np.array([list(r)[:n] for r in runs], dtype=float), axis=0)
+            mean = np.nanmean(np.array([r[:n] for r in runs], dtype=float), axis=0)
+            group = label.removesuffix(" train").removesuffix(" test")
+            colour = colours.setdefault(group, f"C{len(colours) % 10}")
             ls = "--" if label.endswith("train") else "-"
-            ax.plot(np.arange(1, n + 1), mean, ls=ls, color=f"C{i // 2}", label=label)
+            ax.plot(np.arange(1, n + 1), mean, ls=ls, color=colour, label=label)
         ax.set_title(model)
         ax.set_xlabel("epoch")
         if logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=7, ncol=2)
     axes[0][0].set_ylabel(ylabel)
     fig.suptitle(title)
     return fig

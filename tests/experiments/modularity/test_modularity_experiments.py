@@ -288,3 +288,12 @@ def test_more_seeds_or_other_depths_reuse_the_finished_runs(tmp_path):
     other = run_experiment("modularity-synthetic-depth", overrides={"seeds": 1, "lr": 0.02},
                            overwrite=True, **kw)  # fmt: skip
     assert other["config_hash"] != first["config_hash"] and other["resumed_from"] is None
+
+
+def test_a_diverged_run_is_recorded_not_fatal(tmp_path):
+    record = run_experiment("modularity-synthetic-depth", preset="tiny", out_dir=tmp_path,
+                            progress=False, overrides={"seeds": 1, "lr": 1e6})  # fmt: skip
+    m = record["metrics"]
+    assert all(math.isnan(v) for v in m["hypernetwork_mse"])  # diverged: NaN, not an error
+    assert all(run == {} for runs in m["curves"]["hypernetwork"] for run in runs)
+    assert "fig1a_depth_curves.png" in record["figures"]

@@ -40,9 +40,10 @@ def curve_panels(
 ) -> dict[str, dict[str, list]]:
     """Training-curve panels for :func:`~hyperlab.experiments.figures.epoch_figure`:
     ``[model][f"{label}={v}{suffix}"]`` -> per-seed series ``run[key]``, for every ``key ->
-    suffix`` of ``series`` (keys of the sweep's ``metrics["curves"]`` runs)."""
+    suffix`` of ``series`` (keys of the sweep's ``metrics["curves"]`` runs; a diverged run has
+    none and gives an empty series)."""
     return {
-        model: {f"{label}={v}{suffix}": [run[key] for run in runs]
+        model: {f"{label}={v}{suffix}": [run.get(key, []) for run in runs]
                 for v, runs in zip(values, per_value, strict=True)
                 for key, suffix in series.items()}
         for model, per_value in metrics["curves"].items()
