@@ -12,6 +12,7 @@ from hyperlab.generative.analysis import (
     disagreement_rate,
     ensemble_accuracies,
     fgsm_attack,
+    filter_diversity,
     interpolation_paths,
     majority_vote,
     pairwise_distances,
@@ -75,6 +76,26 @@ def test_wrong_prediction_iou_matches_sets():
     assert wrong_prediction_iou(preds[:1].expand(3, -1), labels) == 1.0
     with pytest.raises(ValueError, match="labels"):
         wrong_prediction_iou(preds, labels[:5])
+
+
+def test_filter_diversity_per_filter():
+    torch.manual_seed(3)
+    w, b = torch.randn(6, 4, 2, 3, 3), torch.randn(6, 4)
+    got = filter_diversity(w, b)
+    flat = torch.cat([w.flatten(2), b.unsqueeze(-1)], -1).double()
+    for f in range(4):  # mean squared distance to the filter's mean / its mean square
+        x = flat[:, f]
+        want = ((x - x.mean(0)) ** 2).sum(1).mean() / (x**2).sum(1).mean()
+        assert got[f].item() == pytest.approx(want.item(), rel=1e-5)
+    shared = w[:1].expand(6, -1, -1, -1, -1).clone()
+    shared[:, 2] = torch.randn(6, 2, 3, 3)  # one filter varies, the others are shared
+    d = filter_diversity(shared)
+    assert d[[0, 1, 3]].abs().max().item() < 1e-6 and d[2].item() > 0.3
+    assert filter_diversity(torch.cat([w[:3], -w[:3]])).min().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="bias"):
+        filter_diversity(w, b[:, :2])
+    with pytest.raises(ValueError, match="weight"):
+        filter_diversity(w[:1])
 
 
 def test_pairwise_distances_and_pca():

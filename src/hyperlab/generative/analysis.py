@@ -5,8 +5,8 @@ call evaluates all B networks on shared images (chunked to bound memory).
 
 * :func:`predict_logits`, :func:`accuracies` — per-network test accuracy (Fig. 2 histograms);
 * :func:`majority_vote`, :func:`ensemble_accuracies` — ensembles of generated networks (4.2.2);
-* :func:`disagreement_rate`, :func:`wrong_prediction_iou`, :func:`pairwise_distances` —
-  diversity measures that do not depend on the training objective;
+* :func:`disagreement_rate`, :func:`wrong_prediction_iou`, :func:`pairwise_distances`,
+  :func:`filter_diversity` — diversity measures that do not depend on the training objective;
 * :func:`fgsm_attack` — targeted sign-gradient adversarial examples against one network and
   transferred to an ensemble (4.2.3, Fig. 8);
 * :func:`pca` — principal components of weight vectors (Fig. 9, App. A.8);
@@ -30,6 +30,7 @@ __all__ = [
     "wrong_prediction_iou",
     "ensemble_accuracies",
     "fgsm_attack",
+    "filter_diversity",
     "interpolation_paths",
     "majority_vote",
     "pairwise_distances",
@@ -154,6 +155,27 @@ def wrong_prediction_iou(predictions: Tensor, labels: Tensor) -> float:
     inter, union = inter[i, j], union[i, j]
     keep = union > 0
     return float((inter[keep] / union[keep]).mean()) if bool(keep.any()) else float("nan")
+
+
+def filter_diversity(weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """How much each filter varies across networks (Fig. 5): per filter, the mean over
+    networks of the squared distance to the filter's mean, divided by its mean square.
+
+    weight: (B, F, ...) one layer's filters of B networks (gauge-fixed: every filter then has
+    mean square 1); bias: (B, F) or None. Returns (F,) values in [0, 1]: 0 when all networks
+    share the filter, 1 when its mean over networks is zero.
+    """
+    if weight.dim() < 2 or weight.shape[0] < 2:
+        raise ValueError(f"weight: expected (B >= 2, F, ...), got {tuple(weight.shape)}")
+    w = weight.flatten(2)
+    if bias is not None:
+        if bias.shape != weight.shape[:2]:
+            raise ValueError(f"bias: expected shape {tuple(weight.shape[:2])}, "
+                             f"got {tuple(bias.shape)}")  # fmt: skip
+        w = torch.cat([w, bias.unsqueeze(-1)], dim=-1)
+    w = w.double()
+    spread = (w - w.mean(0, keepdim=True)).square().sum(-1).mean(0)
+    return (spread / w.square().sum(-1).mean(0).clamp_min(1e-300)).float()
 
 
 def pairwise_distances(flat: Tensor, p: float = 2.0) -> Tensor:

@@ -65,6 +65,13 @@ def test_mnist_tiny(tmp_path, data_root):
     assert a["path_interpolated_accuracy"][0][0] == a["path_direct_accuracy"][0][0]
     assert len(a["pca_explained_variance_ratio_all"]) == 6
     assert "accuracy_histograms.png" in record["figures"]
+    assert len(a["conv0_filter_diversity"]) == 32
+    assert 0 <= a["conv0_filter_diversity_min"] <= a["conv0_filter_diversity_median"] <= 1
+    # the MNF baseline trained in the same run, through the same statistics (mnf_epochs)
+    mnf = m["mnf"]
+    assert mnf["training"]["steps"] > 0 and 0.0 <= mnf["accuracy_mean"] <= 1.0
+    claims = [c["claim"] for c in record["claims"]]
+    assert sum("MNF" in c for c in claims) == 2
     # the training curves: each epoch's mean CE, entropy estimate and batch accuracy, per λ
     assert "training_curves.png" in record["figures"]
     for info in m["training"].values():

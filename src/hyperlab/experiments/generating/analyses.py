@@ -25,6 +25,7 @@ from hyperlab.generative.analysis import (
     disagreement_rate,
     ensemble_accuracies,
     fgsm_attack,
+    filter_diversity,
     interpolation_paths,
     pairwise_distances,
     pca,
@@ -99,18 +100,79 @@ def generate(model, n: int, generator: torch.Generator, chunk: int = 256):
     return z, raw, gauge_fix(model.primary, raw)
 
 
+#: Fig. 2's accuracy axis (%) and the issue's target share.
+PAPER_AXIS = (97.0, 99.1)
+
+
 def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
-    """Accuracy histograms of generated networks, one panel per source (Fig. 2)."""
+    """Accuracy histograms of generated networks, one panel per source (Fig. 2). The x-axis
+    covers the data and the paper's axis (97-99.1 %, shaded), with 0.1 % bins (at most 150)."""
     fig, axes = plt.subplots(1, len(accs), figsize=(4.2 * len(accs), 3.3), squeeze=False)
     for ax, (label, a) in zip(axes[0], accs.items(), strict=True):
-        ax.hist(100 * np.asarray(a), bins=30, color="tab:blue")
+        pct = 100 * np.asarray(a)
+        lo = min(PAPER_AXIS[0], np.floor(pct.min() * 10) / 10)
+        hi = max(PAPER_AXIS[1], np.ceil(pct.max() * 10) / 10)
+        bins = np.linspace(lo, hi, min(max(int(round((hi - lo) * 10)), 1), 150) + 1)
+        ax.axvspan(*PAPER_AXIS, color="0.9", zorder=0, label="paper's axis (Fig. 2)")
+        ax.hist(pct, bins=bins, color="tab:blue")
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("networks")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"{label} ({len(a)} networks)")
+        share = float((pct >= 97.5).mean())
+        ax.set_title(f"{label}: {len(a)} networks, mean {pct.mean():.2f} %,\n"
+                     f"{share:.0%} at >= 97.5 %", fontsize=9)  # fmt: skip
+        ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Accuracy of generated networks (Fig. 2)", y=1.03)
     fig.tight_layout()
     return save_figure(fig, ctx.figure_path("accuracy_histograms")).name
+
+
+def population_stats(
+    ctx: RunContext, model, data, tag: str
+) -> tuple[dict[str, Any], Tensor, dict[str, Tensor]]:
+    """Accuracy of ``ensemble_size x n_ensembles`` networks on the test set (Fig. 2), their
+    majority-vote ensembles (4.2.2) and diversity: prediction disagreement, p-diff's
+    wrong-prediction IoU, gauge-fixed distances, entropy and first-layer filter diversity
+    (Fig. 5). Returns (metrics, per-network accuracies, gauge-fixed weights)."""
+    cfg = ctx.config
+    xt, yt = data["test_x"], data["test_y"]
+    size, count = cfg.ensemble_size, cfg.n_ensembles
+    _, raw, fixed = generate(model, size * count, ctx.generator("eval", tag))
+    logits = predict_logits(model.primary, raw, xt, chunk=cfg.eval_chunk)
+    acc = accuracies(logits, yt)
+    ens = ensemble_accuracies(logits, yt, size)
+    ens_p = ensemble_accuracies(logits, yt, size, rule="mean_prob")
+    preds = logits.argmax(-1)
+    n_div = min(preds.shape[0], cfg.n_diversity)
+    div = slice_params(fixed, slice(0, n_div))
+    flat = model.primary.layout.flatten(div)
+    dists = pairwise_distances(flat)
+    norms = flat.norm(dim=1)
+    filters = filter_diversity(div["conv0.weight"], div.get("conv0.bias"))
+    m = {
+        "accuracy_mean": acc.mean().item(),
+        "accuracy_std": acc.std().item(),
+        "accuracy_min": acc.min().item(),
+        "accuracy_max": acc.max().item(),
+        "share_at_least_97_5": (acc >= 0.975).float().mean().item(),
+        "n_networks": int(acc.numel()),
+        "ensemble_accuracy": ens.mean().item(),
+        "ensemble_accuracy_mean_prob": ens_p.mean().item(),
+        "ensemble_size": size,
+        "n_ensembles": count,
+        "prediction_disagreement": disagreement_rate(preds[:n_div], 10),
+        "wrong_prediction_iou": wrong_prediction_iou(preds[:n_div], yt),
+        "gauge_fixed_pairwise_l2_mean": dists.mean().item(),
+        "gauge_fixed_pairwise_l2_std": dists.std().item(),
+        "gauge_fixed_pairwise_l2_over_norm": (dists.mean() / norms.mean()).item(),
+        "entropy_authors_form": authors_entropy(flat, cfg.noise_dim).item(),
+        "entropy_kl_l2_dz": kl_entropy(flat, dim=cfg.noise_dim, eps=1e-12).item(),
+        "conv0_filter_diversity": filters.tolist(),
+        "conv0_filter_diversity_min": filters.min().item(),
+        "conv0_filter_diversity_median": filters.median().item(),
+        "n_diversity_networks": n_div,
+    }
+    return m, acc, fixed
 
 
 def run_analyses(
@@ -125,37 +187,8 @@ def run_analyses(
     cfg = ctx.config
     xt, yt = data["test_x"], data["test_y"]
     figures = []
-    size, count = cfg.ensemble_size, cfg.n_ensembles
-    _, raw, fixed = generate(model, size * count, ctx.generator("eval", tag))
-    logits = predict_logits(primary, raw, xt, chunk=cfg.eval_chunk)
-    acc = accuracies(logits, yt)
-    ens = ensemble_accuracies(logits, yt, size)
-    ens_p = ensemble_accuracies(logits, yt, size, rule="mean_prob")
-    preds = logits.argmax(-1)
-    n_div = min(preds.shape[0], cfg.n_diversity)
-    flat = primary.layout.flatten(slice_params(fixed, slice(0, n_div)))
-    dists = pairwise_distances(flat)
-    norms = flat.norm(dim=1)
+    m, acc, _ = population_stats(ctx, model, data, tag)
     hist_accs[tag] = acc.tolist()
-    m = {
-        "accuracy_mean": acc.mean().item(),
-        "accuracy_std": acc.std().item(),
-        "accuracy_min": acc.min().item(),
-        "accuracy_max": acc.max().item(),
-        "n_networks": int(acc.numel()),
-        "ensemble_accuracy": ens.mean().item(),
-        "ensemble_accuracy_mean_prob": ens_p.mean().item(),
-        "ensemble_size": size,
-        "n_ensembles": count,
-        "prediction_disagreement": disagreement_rate(preds[:n_div], 10),
-        "wrong_prediction_iou": wrong_prediction_iou(preds[:n_div], yt),
-        "gauge_fixed_pairwise_l2_mean": dists.mean().item(),
-        "gauge_fixed_pairwise_l2_std": dists.std().item(),
-        "gauge_fixed_pairwise_l2_over_norm": (dists.mean() / norms.mean()).item(),
-        "entropy_authors_form": authors_entropy(flat, cfg.noise_dim).item(),
-        "entropy_kl_l2_dz": kl_entropy(flat, dim=cfg.noise_dim, eps=1e-12).item(),
-        "n_diversity_networks": n_div,
-    }
 
     # FGSM (4.2.3): attack one network, transfer to a fresh ensemble
     gfg = ctx.generator("fgsm", tag)
@@ -196,8 +229,10 @@ def run_analyses(
         m["path_min_accuracy_direct"] = direct.min(1).values.mean().item()
         figures.append(_paths_figure(ctx, paths[0]["t"], inter, direct, tag))
 
-    # first-layer filters (Fig. 3)
-    figures.append(_filters_figure(ctx, pfix["conv0.weight"][:25], tag))
+    # first-layer filters (Figs. 3, 5): the most and the least diverse one
+    order = torch.tensor(m["conv0_filter_diversity"]).argsort(descending=True)
+    figures.append(_filters_figure(ctx, pfix["conv0.weight"][:25], tag,
+                                   [int(order[0]), int(order[-1])]))  # fmt: skip
     metrics[tag] = m
     return figures
 
@@ -213,6 +248,9 @@ def summary_rows(main: Mapping[str, Any], refs: Mapping[str, str]) -> list[tuple
          f"{main['wrong_prediction_iou']:.4f}"),
         ("gauge-fixed pairwise L2 / mean norm", "-",
          f"{main['gauge_fixed_pairwise_l2_over_norm']:.4f}"),
+        ("conv0 filter diversity: least diverse / median", "some MNFG filters very low (Fig. 5)",
+         f"{main['conv0_filter_diversity_min']:.4f} / "
+         f"{main['conv0_filter_diversity_median']:.4f}"),
         ("PCA: variance share of PC1-PC3 (all weights)", refs["pca"],
          " / ".join(f"{v:.3f}" for v in main["pca_explained_variance_ratio_all"][:3])),
         ("FGSM success at max p: single / ensemble", refs["fgsm"],
@@ -283,10 +321,10 @@ def _paths_figure(ctx, t, inter, direct, tag) -> str:
     return f"{stem}.png"
 
 
-def _filters_figure(ctx, w: Tensor, tag: str) -> str:
-    """25 samples of two first-layer filters (gauge-fixed), one 5x5 image each (Fig. 3)."""
+def _filters_figure(ctx, w: Tensor, tag: str, idx: list[int]) -> str:
+    """25 samples of two first-layer filters (gauge-fixed), one 5x5 image each: the most and
+    the least diverse filter (Figs. 3, 5)."""
     n = w.shape[0]
-    idx = [0, w.shape[1] // 2]
     fig, axes = plt.subplots(len(idx), n, figsize=(0.5 * n, 0.6 * len(idx) + 0.3))
     for r, f in enumerate(idx):
         for c in range(n):
@@ -294,7 +332,8 @@ def _filters_figure(ctx, w: Tensor, tag: str) -> str:
             ax.imshow(w[c, f, 0].numpy(), cmap="gray")
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"Generated conv0 filters {idx}, {n} samples each, {tag} (Fig. 3)")
+    fig.suptitle(f"conv0 filters {idx} (most / least diverse), {n} samples each, {tag} "
+                 "(Figs. 3, 5)")  # fmt: skip
     stem = f"filters_{tag}"
     save_figure(fig, ctx.figure_path(stem))
     return f"{stem}.png"

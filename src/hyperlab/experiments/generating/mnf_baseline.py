@@ -67,16 +67,15 @@ class _MNFLoss:
         return loss
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
-    """Train MNF (checkpointed) and run the shared analyses on its samples."""
+def train_mnf(ctx: RunContext, data: Mapping[str, Tensor], cfg: MNFConfig):
+    """Train MNF with ``cfg``'s settings on ``data`` (checkpointed per settings); returns the
+    model in eval mode and its training record (seconds, steps, per-epoch history)."""
     from hyperlab import ConvNet
     from hyperlab.generative.mnf import MNFNetwork
 
-    cfg = ctx.config
-    data = mnist_data(ctx)
     mnf = MNFNetwork(ConvNet(), flows_q=cfg.flows_q, flows_r=cfg.flows_r,
                      flow_hidden=cfg.flow_hidden, thres_var=cfg.thres_var,
-                     prior_var=cfg.prior_var, generator=ctx.generator("init"))  # fmt: skip
+                     prior_var=cfg.prior_var, generator=ctx.generator("init", "mnf"))  # fmt: skip
     n_train = len(data["train_x"])
     t0 = time.perf_counter()
     history = ctx.fit(
@@ -85,8 +84,16 @@ def compute(ctx: RunContext) -> dict[str, Any]:
         key=(f"mnf-{config_key(cfg, _MODEL_KEYS)}",), seed_key=("train",), epochs=cfg.epochs,
         batch_size=cfg.batch_size, lr=cfg.lr, optimizer="adam", progress=True, desc="MNF",
     )  # fmt: skip
-    train_seconds = time.perf_counter() - t0
     mnf.eval()
+    steps = len(history) * math.ceil(n_train / cfg.batch_size)
+    return mnf, {"train_seconds": time.perf_counter() - t0, "steps": steps,
+                 "history": history.records}  # fmt: skip
+
+
+def compute(ctx: RunContext) -> dict[str, Any]:
+    """Train MNF (checkpointed) and run the shared analyses on its samples."""
+    data = mnist_data(ctx)
+    mnf, training = train_mnf(ctx, data, ctx.config)
     metrics: dict[str, Any] = {}
     hist: dict[str, list[float]] = {}
     figures = run_analyses(ctx, mnf, data, "mnf", hist, metrics)
@@ -96,9 +103,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
                 "wrong_prediction_iou"):  # fmt: skip
         metrics[key] = main[key]
     metrics["analyses"] = main
-    steps = len(history) * math.ceil(n_train / cfg.batch_size)
-    metrics["training"] = {"train_seconds": train_seconds, "steps": steps,
-                           "history": history.records}  # fmt: skip
+    metrics["training"] = training
     return {"metrics": metrics, "figures": figures}
 
 

@@ -32,6 +32,7 @@ from hyperlab.experiments.generating.analyses import (
     generate,
     hist_figure,
     mnist_data,
+    population_stats,
     run_analyses,
     summary_rows,
 )
@@ -66,6 +67,9 @@ class GeneratingMnistConfig(AnalysisConfig):
                         "checkpoints: 11k-18k)", min=1)  # fmt: skip
     precise_bn: bool = param(False, "recompute batch-norm averages on fresh noise after "
                              "training (the released code keeps its EMA)")  # fmt: skip
+    mnf_epochs: int = param(0, "also train the MNF baseline (generating-mnf-baseline's "
+                            "settings) this many epochs and compare accuracy and diversity "
+                            "in this run (0: no)", min=0)  # fmt: skip
 
     def validate(self) -> None:
         if self.main_lambda not in self.lambdas:
@@ -181,6 +185,21 @@ def training_figure(ctx: RunContext, training: Mapping[str, Any]) -> str:
                         sharey=False)  # fmt: skip
 
 
+def _hist_label(tag: str) -> str:
+    return "MNF" if tag == "mnf" else f"λ = {tag[7:]}"
+
+
+def mnf_comparison(ctx: RunContext, data: Mapping[str, Tensor], hist: dict) -> dict[str, Any]:
+    """The MNF baseline trained ``mnf_epochs`` epochs in this run, through the same accuracy
+    and diversity statistics as the generator (Fig. 2(c), Fig. 5)."""
+    from hyperlab.experiments.generating.mnf_baseline import MNFConfig, train_mnf
+
+    mnf, training = train_mnf(ctx, data, MNFConfig(epochs=ctx.config.mnf_epochs))
+    stats, acc, _ = population_stats(ctx, mnf, data, "mnf")
+    hist["mnf"] = acc.tolist()
+    return stats | {"training": training}
+
+
 def compute(ctx: RunContext) -> dict[str, Any]:
     """Train at every λ; full analyses for the main λ, histograms for the others."""
     from hyperlab.generative.analysis import accuracies, predict_logits
@@ -211,7 +230,9 @@ def compute(ctx: RunContext) -> dict[str, Any]:
             "accuracy_max": a.max().item(),
             "accuracies": hist[tag],
         }
-    figures.insert(0, hist_figure(ctx, {f"λ = {k[7:]}": v for k, v in hist.items()}))
+    if cfg.mnf_epochs:
+        metrics["mnf"] = mnf_comparison(ctx, data, hist)
+    figures.insert(0, hist_figure(ctx, {_hist_label(k): v for k, v in hist.items()}))
     figures.insert(1, training_figure(ctx, metrics["training"]))
     for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
                 "wrong_prediction_iou"):  # fmt: skip
@@ -219,6 +240,46 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     metrics["main_lambda"] = cfg.main_lambda
     metrics["analyses"] = main
     return {"metrics": metrics, "figures": figures}
+
+
+#: Diversity statistics shown beside MNF's: (key, label).
+_DIVERSITY = (
+    ("conv0_filter_diversity_min", "least diverse conv0 filter (Fig. 5)"),
+    ("conv0_filter_diversity_median", "median conv0 filter diversity"),
+    ("prediction_disagreement", "prediction disagreement (pairs)"),
+    ("wrong_prediction_iou", "wrong-prediction IoU (pairs; lower = more diverse)"),
+    ("gauge_fixed_pairwise_l2_over_norm", "gauge-fixed pairwise L2 / mean norm"),
+)
+
+
+def mnf_claims(ours: Mapping[str, Any], mnf: Mapping[str, Any]) -> list[Claim]:
+    """Sec. 4.2.2: generated networks are more diverse than MNF's, in weights (the least
+    diverse first-layer filter, Fig. 5) and in predictions (disagreement between pairs)."""
+    keys = ("conv0_filter_diversity_min", "prediction_disagreement")
+    return [
+        Claim("the generator's least diverse first-layer filter is more diverse than MNF's "
+              "(MNF: very low diversity in some filters)", "Sec. 4.2.2, Fig. 5",
+              ours[keys[0]] > mnf[keys[0]], {"generator": ours[keys[0]], "mnf": mnf[keys[0]]}),
+        Claim("generated networks disagree with each other more than MNF's networks do",
+              "Sec. 4.2.2", ours[keys[1]] > mnf[keys[1]],
+              {"generator": ours[keys[1]], "mnf": mnf[keys[1]],
+               "accuracy_generator": ours["accuracy_mean"], "accuracy_mnf": mnf["accuracy_mean"]}),
+    ]  # fmt: skip
+
+
+def mnf_rows(ours: Mapping[str, Any], mnf: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Comparison rows: the MNF baseline of this run beside the generator."""
+    rows = [
+        (
+            "MNF (this run): accuracy, ensemble",
+            "Fig. 2(c); 4.2.2",
+            f"{mnf['accuracy_mean']:.2%}, {mnf['ensemble_accuracy']:.2%} "
+            f"(generator {ours['accuracy_mean']:.2%}, {ours['ensemble_accuracy']:.2%})",
+        )
+    ]
+    for key, label in _DIVERSITY:
+        rows.append((f"{label}: generator / MNF", "-", f"{ours[key]:.4f} / {mnf[key]:.4f}"))
+    return rows
 
 
 def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
@@ -251,6 +312,8 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
               "network (top principal component > 5x the isotropic share 1/(n-1))", "Fig. 9",
               pc1 > 5 * iso, {"pc1_share": pc1, "isotropic_share": iso}),
     ]  # fmt: skip
+    if "mnf" in metrics:
+        claims += mnf_claims(main, metrics["mnf"])
     comparison = [(
         "accuracy of generated nets", "histograms ~97.5-99 % (Fig. 2, axis 97-99.1 %)",
         f"{main['accuracy_mean']:.2%} ± {main['accuracy_std']:.2%} "
@@ -260,6 +323,8 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
         "ensemble": "higher than typical single nets (4.2.2; value not in our text copy)",
         "pca": "prominent low-dimensional structure (Fig. 9)", "fgsm": "ensemble lower (Fig. 8)",
         "paths": "direct path drops (Fig. 7)"})  # fmt: skip
+    if "mnf" in metrics:
+        comparison += mnf_rows(main, metrics["mnf"])
     for lam in cfg.lambdas:
         pl = metrics["per_lambda"][f"{lam:g}"]
         comparison.append(
@@ -294,7 +359,7 @@ def run(ctx: RunContext) -> Result:
 QUICK = ANALYSIS_QUICK | {"lambdas": [1e3], "noise_batch": 32, "images_per_noise": 16,
                           "n_train": 60_000, "n_test": 10_000, "lr": 3e-4, "lr_decay": 0.99998,
                           "epochs": 11,  # 117 steps/epoch: ~1,290 steps of 32 x 16
-                          "precise_bn": True}  # fmt: skip
+                          "precise_bn": True, "mnf_epochs": 1}  # fmt: skip
 TINY = QUICK | ANALYSIS_TINY | {"lambdas": [1e3, 1e5], "noise_batch": 4, "images_per_noise": 16,
                                 "epochs": 2}  # fmt: skip
 
