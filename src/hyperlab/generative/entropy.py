@@ -50,21 +50,28 @@ def nn_distances(samples: Tensor, metric: Metric = "l2", k: int = 1, eps: float 
     """Distance from each of the N samples (N, ...) to its k-th nearest other sample: shape (N,).
 
     Samples are flattened after the first dimension. ``eps`` is added to squared L2 distances
-    before the square root (keeps gradients finite when two samples coincide).
+    before the square root (keeps gradients finite when two samples coincide). The neighbours
+    are found on all N² distances without autograd; only the N chosen distances are recomputed
+    with it (the same values and gradients as differentiating cdist, without its backward).
     """
     if metric not in _METRICS:
         raise ValueError(f"metric: expected one of {_METRICS}, got {metric!r}")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k: expected a positive int, got {k!r}")
     x = _check_samples(samples, k)
-    n = x.shape[0]
     p = {"l1": 1.0, "l2": 2.0, "linf": math.inf}[metric]
-    d = torch.cdist(x, x, p=p, compute_mode="donot_use_mm_for_euclid_dist")  # (N, N)
-    if metric == "l2" and eps:
-        d = (d.square() + eps).sqrt()
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    d = d.masked_fill(eye, math.inf)
-    return d.topk(k, dim=1, largest=False).values[:, k - 1]
+    with torch.no_grad():
+        d = torch.cdist(x.detach(), x.detach(), p=p, compute_mode="donot_use_mm_for_euclid_dist")
+        d.fill_diagonal_(math.inf)
+        nearest = d.topk(k, dim=1, largest=False).indices[:, k - 1]
+    diff = x - x[nearest]
+    if metric == "l1":
+        return diff.abs().sum(-1)
+    if metric == "linf":
+        return diff.abs().amax(-1)
+    sq = diff.square().sum(-1) + eps
+    # a duplicate sample has distance 0 and, as in cdist's backward, gradient 0 (not NaN)
+    return torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), 0.0)
 
 
 def log_unit_ball_volume(dim: int, metric: Metric = "l2") -> float:
