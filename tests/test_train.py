@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from hyperlab.train import (
     TrainConfig,
     TrainingDiverged,
     fit,
+    keep_freed_memory,
 )
 
 
@@ -607,3 +609,23 @@ def test_every_epoch_is_logged_to_a_csv_beside_the_checkpoint(tmp_path):
     assert lines[0] == "epoch,train_loss,seconds,w_norm"
     assert len(lines) == 4
     assert [float(v) for v in lines[-1].split(",")[:2]] == [3.0, hist.last()["train_loss"]]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_retains_then_releases_large_blocks():
+    def freed_mib() -> float:  # how much RSS a freed 256 MiB tensor gives back
+        x = torch.ones(64 * 2**20)
+        before = _rss_mib()
+        del x
+        return before - _rss_mib()
+
+    assert freed_mib() > 200  # glibc's default: a block this large is mmap'd, unmapped on free
+    with keep_freed_memory() as kept:
+        assert kept
+        assert freed_mib() < 50  # kept for reuse by the next step's tensors
+    assert freed_mib() > 200  # the defaults again

@@ -37,6 +37,7 @@ from hyperlab.experiments.generating.analyses import (
     summary_rows,
 )
 from hyperlab.experiments.papers import GENERATING
+from hyperlab.train import keep_freed_memory
 
 PAPER_REF = "Sec. 4.2"
 
@@ -349,7 +350,8 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
 def run(ctx: RunContext) -> Result:
     """compute (training, analyses and their figures) → summarise."""
     warn_small_noise_batch(ctx.config)
-    raw = compute(ctx)
+    with keep_freed_memory():  # large CPU tensors every step: reuse warm pages
+        raw = compute(ctx)
     result = summarise(ctx, raw["metrics"])
     result.figures = raw["figures"]
     return result
