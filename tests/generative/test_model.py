@@ -1,5 +1,7 @@
 """Generator G: z -> θ (Sec. 3.3, App. A.7): layout, sizes, forward equivalence, loss."""
 
+import functools
+
 import pytest
 import torch
 
@@ -127,6 +129,28 @@ def test_bfloat16_target_moves_only_the_target_forward():
     cos = [torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), 0) for a, b in
            zip(g32, g16, strict=True) if a.abs().sum() > 0]  # fmt: skip
     assert min(cos) > 0.95
+
+
+def test_step_matches_the_plain_grouped_conv_step():
+    """The paper's target (App. A.6) at a small batch: hyperlab's step (channels-last conv,
+    pool before ReLU, autograd-free neighbour search) gives the plain grouped-conv step's loss
+    and generator gradients to float32 tolerance (benchmarks/generative_step.py times both)."""
+    torch.manual_seed(4)
+    x, y = torch.rand(4, 6, 1, 28, 28), torch.randint(0, 10, (4, 6))
+    out = []
+    for reference in (False, True):
+        g = ConvNet()
+        if reference:
+            g._forward_batched = functools.partial(ConvNet._forward_batched, g, reference=True)
+        gen = GenerativeHyperNetwork(g, 300, generator=torch.Generator().manual_seed(0))
+        z = gen.sample_noise(4, generator=torch.Generator().manual_seed(1))
+        loss, _ = generative_loss(gen, x, y, lam=1e3, z=z)
+        loss.backward()
+        out.append((loss.detach(), [p.grad for p in gen.parameters()]))
+    (loss, grads), (ref_loss, ref_grads) = out
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=0)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5 * b.abs().max().item())
 
 
 def test_gauge_fixed_generated_network_same_function():
