@@ -120,7 +120,7 @@ def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         share = float((pct >= 97.5).mean())
         ax.set_title(f"{label}: {len(a)} networks, mean {pct.mean():.2f} %,\n"
-                     f"{share:.0%} at >= 97.5 %", fontsize=9)  # fmt: skip
+                     f"{share:.1%} at >= 97.5 %", fontsize=9)  # fmt: skip
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Accuracy of generated networks (Fig. 2)", y=1.03)
     fig.tight_layout()

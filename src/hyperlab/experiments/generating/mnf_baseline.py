@@ -133,7 +133,7 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
             "accuracy of MNF networks",
             "Fig. 2(c) histogram",
             f"{main['accuracy_mean']:.2%} ± {main['accuracy_std']:.2%} "
-            f"({main['share_at_least_97_5']:.0%} of {main['n_networks']} at >= 97.5 %)",
+            f"({main['share_at_least_97_5']:.1%} of {main['n_networks']} at >= 97.5 %)",
         )
     ]
     comparison += summary_rows(main, {

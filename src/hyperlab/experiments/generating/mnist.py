@@ -319,7 +319,7 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
         "accuracy of generated nets", "histograms ~97.5-99 % (Fig. 2, axis 97-99.1 %)",
         f"{main['accuracy_mean']:.2%} ± {main['accuracy_std']:.2%} "
         f"(min {main['accuracy_min']:.2%}, max {main['accuracy_max']:.2%}; "
-        f"{main['share_at_least_97_5']:.0%} of {main['n_networks']} at >= 97.5 %)",
+        f"{main['share_at_least_97_5']:.1%} of {main['n_networks']} at >= 97.5 %)",
     )]  # fmt: skip
     comparison += summary_rows(main, {
         "ensemble": "higher than typical single nets (4.2.2; value not in our text copy)",
