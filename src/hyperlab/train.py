@@ -76,6 +76,7 @@ TransformFn = Callable[[dict[str, Tensor], torch.Generator], dict[str, Tensor]]
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+_kept_depth = 0  # open keep_freed_memory() blocks
 
 
 @contextlib.contextmanager
@@ -86,19 +87,25 @@ def keep_freed_memory() -> Iterator[bool]:
     ``benchmarks/generative_step.py``). The same as ``MALLOC_MMAP_MAX_=0
     MALLOC_TRIM_THRESHOLD_=...`` for the process, undone afterwards (glibc's default limits,
     then a trim). Yields False, and changes nothing, without glibc."""
+    global _kept_depth
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt, trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):
         yield False
         return
-    ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    ok = True
+    if _kept_depth == 0:  # nested blocks: only the outermost one sets and undoes
+        ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    _kept_depth += 1
     try:
         yield ok
     finally:
-        mallopt(_M_MMAP_MAX, 65536)
-        mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-        trim(0)
+        _kept_depth -= 1
+        if _kept_depth == 0:
+            mallopt(_M_MMAP_MAX, 65536)
+            mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+            trim(0)
 
 
 class TrainingDiverged(RuntimeError):

@@ -100,8 +100,9 @@ def generate(model, n: int, generator: torch.Generator, chunk: int = 256):
     return z, raw, gauge_fix(model.primary, raw)
 
 
-#: Fig. 2's accuracy axis (%) and the issue's target share.
+#: Fig. 2's accuracy axis (%), and the accuracy most of its networks reach.
 PAPER_AXIS = (97.0, 99.1)
+PAPER_ACCURACY = 0.975
 
 
 def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
@@ -118,7 +119,7 @@ def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("networks")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        share = float((pct >= 97.5).mean())
+        share = float((pct >= 100 * PAPER_ACCURACY).mean())
         ax.set_title(f"{label}: {len(a)} networks, mean {pct.mean():.2f} %,\n"
                      f"{share:.1%} at >= 97.5 %", fontsize=9)  # fmt: skip
         ax.legend(fontsize=7, loc="upper left")
@@ -154,7 +155,7 @@ def population_stats(
         "accuracy_std": acc.std().item(),
         "accuracy_min": acc.min().item(),
         "accuracy_max": acc.max().item(),
-        "share_at_least_97_5": (acc >= 0.975).float().mean().item(),
+        "share_at_least_97_5": (acc >= PAPER_ACCURACY).float().mean().item(),
         "n_networks": int(acc.numel()),
         "ensemble_accuracy": ens.mean().item(),
         "ensemble_accuracy_mean_prob": ens_p.mean().item(),
