@@ -85,8 +85,10 @@ def keep_freed_memory() -> Iterator[bool]:
     heap is not trimmed, so a training step's large CPU tensors reuse warm pages instead of
     page-faulting fresh ones every step (the generating paper's step: ~20 % faster,
     ``benchmarks/generative_step.py``). The same as ``MALLOC_MMAP_MAX_=0
-    MALLOC_TRIM_THRESHOLD_=...`` for the process, undone afterwards (glibc's default limits,
-    then a trim). Yields False, and changes nothing, without glibc."""
+    MALLOC_TRIM_THRESHOLD_=...`` for the process; on leaving the outermost block glibc's
+    default limits come back and the kept memory is returned (``malloc_trim``), though a large
+    block that later fits a free hole in the heap is served from it. Blocks nest. Yields False,
+    and changes nothing, without glibc."""
     global _kept_depth
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
