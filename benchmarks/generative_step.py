@@ -1,7 +1,7 @@
 """One training step of the generating-networks paper at its batch, in one run: the plain
 grouped-conv target forward against hyperlab's (channels-last conv, max-pool before the
 activation, nearest neighbours of the entropy found without autograd), in float32, then as the
-experiments run it (glibc keeping freed memory: :func:`hyperlab.train.keep_freed_memory`), and
+experiments run it (glibc keeping freed memory: :func:`hyperlab.runtime.keep_freed_memory`), and
 with the target networks under bfloat16 autocast (``target_dtype``; AMX CPUs), at 1 and 2
 threads.
 
@@ -29,7 +29,7 @@ import torch
 
 from hyperlab import ConvNet
 from hyperlab.generative import GenerativeHyperNetwork, generative_loss
-from hyperlab.train import keep_freed_memory
+from hyperlab.runtime import keep_freed_memory
 
 
 def make(reference: bool) -> tuple[GenerativeHyperNetwork, torch.optim.Optimizer]:

@@ -96,3 +96,32 @@ def test_no_preset_runs_quick_and_says_so_and_full_prints_its_cost(tmp_path, cap
     assert "full preset runs the paper's sizes: 80 training runs of 10 epochs" in (
         capsys.readouterr().err
     )
+
+
+def test_the_recorded_command_has_paths_relative_to_the_working_directory(
+    tmp_path, monkeypatch
+):
+    from hyperlab.cli import command_line
+
+    monkeypatch.chdir(tmp_path)
+    line = command_line(["run", "x", "--out", str(tmp_path / "runs" / "a"),
+                         f"--data-dir={tmp_path / 'data'}", "--set", "lr=0.1"])  # fmt: skip
+    assert line == "hyperlab run x --out runs/a --data-dir=data --set lr=0.1"
+    assert str(tmp_path) not in line
+    assert command_line(["run", "x", "--out", "rel/b"]) == "hyperlab run x --out rel/b"
+
+
+def test_a_solver_that_does_not_converge_is_one_line(tmp_path, capsys, monkeypatch):
+    import hyperlab.cli as cli
+    from hyperlab.kernels import NotConvergedError
+
+    def fake_run(name, **kw):
+        raise NotConvergedError("CG reached relative residual 3e-3 > tol 1e-6 after 10 "
+                                "iterations\nraise max_iter or the preconditioner rank")  # fmt: skip
+
+    monkeypatch.setattr(cli, "run_experiment", fake_run)
+    assert main(["run", "infinite-width-representation", "--preset", "tiny", "--out",
+                 str(tmp_path / "o")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("hyperlab: error: CG reached relative residual") and err.count("\n") == 1
+    assert "Traceback" not in err

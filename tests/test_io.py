@@ -124,7 +124,7 @@ def test_keyboard_interrupt_mid_write_cleans_up(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        hio._atomic_write(tmp_path / "y.bin", interrupted)
+        hio._atomic_write(tmp_path / "y.bin", interrupted, "a test file")
     assert _names(tmp_path) == []
 
 

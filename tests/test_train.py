@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from hyperlab.train import (
     TrainConfig,
     TrainingDiverged,
     fit,
-    keep_freed_memory,
 )
 
 
@@ -194,8 +192,32 @@ def test_eval_mode_around_evaluate_and_transform_generator() -> None:
     assert rec["val"] == 1.0 and isinstance(rec["val"], float) and rec["seconds"] > 0
 
 
-def test_progress_bar_runs(capsys) -> None:
-    fit(new_model(), mse, make_data(32), cfg(epochs=2, progress=True, desc="demo"))
+def test_progress_bar_counts_every_step_and_shows_the_loss(monkeypatch) -> None:
+    import io
+
+    import hyperlab.train as train_module
+
+    bars: list = []
+    stream = io.StringIO()
+
+    class Bar(train_module.tqdm):  # the real bar, forced on and written to a buffer
+        def __init__(self, *args, **kw):
+            if kw.get("disable") is None:  # on unless fit turned it off (not a terminal here)
+                kw["disable"] = False
+            kw.update(file=stream, mininterval=0)
+            super().__init__(*args, **kw)
+            bars.append(self)
+
+    monkeypatch.setattr(train_module, "tqdm", Bar)
+    hist = fit(new_model(), mse, make_data(32), cfg(epochs=2, progress=True, desc="demo"))
+    (bar,) = bars
+    assert bar.total == 2 * 2 and bar.n == 4  # 2 epochs of ceil(32 / 16) steps
+    text = stream.getvalue()
+    assert "demo" in text and "epoch=2" in text
+    assert f"loss={hist.last()['train_loss']:.4g}" in text
+    bars.clear()
+    fit(new_model(), mse, make_data(32), cfg(epochs=1, progress=False))
+    assert bars[0].disable  # progress=False: no bar
 
 
 def test_history_helpers() -> None:
@@ -611,25 +633,115 @@ def test_every_epoch_is_logged_to_a_csv_beside_the_checkpoint(tmp_path):
     assert [float(v) for v in lines[-1].split(",")[:2]] == [3.0, hist.last()["train_loss"]]
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+# --- precision, clipping, accumulation, read-backs -------------------------------------------
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
-def test_keep_freed_memory_retains_then_releases_large_blocks():
-    def freed_mib() -> float:  # how much RSS a freed 256 MiB tensor gives back
-        x = torch.ones(64 * 2**20)
-        before = _rss_mib()
-        del x
-        return before - _rss_mib()
+def test_accumulating_two_half_batches_equals_one_full_batch() -> None:
+    data = make_data(64)
+    drop_free = lambda: nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))  # noqa: E731
 
-    assert freed_mib() > 200  # glibc's default: a block this large is mmap'd, unmapped on free
-    with keep_freed_memory() as kept:
-        assert kept
-        assert freed_mib() < 50  # kept for reuse by the next step's tensors
-        with keep_freed_memory():
-            pass
-        assert freed_mib() < 50  # a nested block does not undo the outer one
-        inside = _rss_mib()
-    assert inside - _rss_mib() > 200  # leaving the block gives the kept memory back (trim)
+    def loss(m, b):
+        return ((m(b["x"]).squeeze(-1) - b["y"]) ** 2).mean()
+
+    torch.manual_seed(0)
+    a = drop_free()
+    b = drop_free()
+    b.load_state_dict(a.state_dict())
+    fit(a, loss, data, cfg(epochs=2, batch_size=16, lr_decay=0.9))
+    fit(b, loss, data, cfg(epochs=2, batch_size=8, accumulate=2, lr_decay=0.9))
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6), name
+    c = drop_free()
+    c.load_state_dict(b.state_dict())
+    fit(c, loss, data, cfg(epochs=1, batch_size=8))  # without accumulation: other updates
+    assert not torch.allclose(next(c.parameters()), next(b.parameters()), atol=1e-4)
+
+
+def test_grad_clip_bounds_every_update() -> None:
+    data = make_data(16)
+    model = nn.Linear(3, 1)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+
+    def loss(m, b):
+        return 1e3 * ((m(b["x"]).squeeze(-1) - b["y"]) ** 2).mean()
+
+    fit(model, loss, data, cfg(epochs=1, batch_size=16, lr=1.0, grad_clip=1e-3))
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert 0 < float((after - before).norm()) <= 1e-3 + 1e-7
+    with pytest.raises(ValueError, match="grad_clip must be a positive"):
+        cfg(grad_clip=0.0)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_resumes_exactly(tmp_path: Path, precision: str) -> None:
+    data = make_data()
+    config = cfg(epochs=4, precision=precision, optimizer="adam", lr=0.01)
+    seen: list[torch.dtype] = []
+
+    def loss(model, batch):
+        out = model(batch["x"])
+        seen.append(model.l1(batch["x"]).dtype)  # inside autocast: the low-precision dtype
+        return ((out.float() - batch["y"]) ** 2).mean()
+
+    ref_model = new_model()
+    ref = fit(ref_model, loss, data, config, transform=jitter)
+    assert seen[0] == (torch.bfloat16 if precision == "bf16" else torch.float16)
+    assert all(p.dtype == torch.float32 for p in ref_model.parameters())  # fp32 master weights
+    assert ref.series("train_loss")[-1] < ref.series("train_loss")[0]
+    fit(new_model(), loss, data, config, transform=jitter, checkpoint_dir=tmp_path,
+        stop_after_epochs=2)  # fmt: skip
+    if precision == "fp16":
+        assert "scaler" in safe_torch_load(tmp_path / "last.pt")
+    resumed = new_model(seed=5)
+    fit(resumed, loss, data, config, transform=jitter, checkpoint_dir=tmp_path)
+    assert_same_params(params(resumed), params(ref_model))
+    with pytest.raises(CheckpointMismatchError, match="precision"):
+        fit(new_model(), loss, data, cfg(epochs=5), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        cfg(precision="fp8")
+
+
+def test_read_back_every_k_steps_gives_the_same_run() -> None:
+    data = make_data(80)  # 5 steps per epoch
+    a, b = new_model(), new_model()
+    ha = fit(a, mse, data, cfg(epochs=2))
+    hb = fit(b, mse, data, cfg(epochs=2, sync_every=3))
+    assert_same_params(params(a), params(b))
+    assert [r["train_loss"] for r in ha.records] == pytest.approx(
+        [r["train_loss"] for r in hb.records], rel=1e-12
+    )
+    calls = {"n": 0}
+
+    def nan_at_4(model, batch):
+        calls["n"] += 1
+        return mse(model, batch) * (math.nan if calls["n"] == 4 else 1.0)
+
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 4"):  # found at the read-back
+        fit(new_model(), nan_at_4, data, cfg(epochs=1, sync_every=3))
+
+
+def test_inputs_are_checked_on_the_first_batch_only() -> None:
+    from hyperlab import MLP
+
+    g = MLP([3, 4, 1])
+    data = make_data(32)
+
+    def poison_at(call: int):
+        calls = {"n": 0}
+
+        def transform(batch, gen):
+            calls["n"] += 1
+            x = batch["x"].clone()
+            if calls["n"] == call:
+                x[0, 0] = math.nan
+            return {**batch, "x": x}
+
+        return transform
+
+    def loss(m, b):
+        return ((m(b["x"]).squeeze(-1) - b["y"]) ** 2).mean()
+
+    with pytest.raises(ValueError, match="x: contains NaN"):  # the first batch is checked
+        fit(g.bind(), loss, data, cfg(epochs=1, batch_size=4), transform=poison_at(1))
+    with pytest.raises(TrainingDiverged, match="step 3"):  # later ones: no check, no read-back
+        fit(g.bind(), loss, data, cfg(epochs=1, batch_size=4), transform=poison_at(3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import textwrap
@@ -14,10 +15,11 @@ from hyperlab.experiments.base import (
     discover,
     format_comparison,
     get_experiment,
-    run_experiment,
 )
 from hyperlab.experiments.config import parse_overrides
+from hyperlab.experiments.runner import run_experiment
 from hyperlab.io import CheckpointError
+from hyperlab.kernels import NotConvergedError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,11 +167,30 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+#: options whose value is a path: recorded relative to the working directory
+PATH_OPTIONS = ("--out", "--data-dir")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as it can be re-run from the working directory: the values of
+    :data:`PATH_OPTIONS` relative to it (an absolute path names one machine's folders)."""
+    out, prev = [], ""
+    for tok in argv:
+        for opt in PATH_OPTIONS:
+            if prev == opt and os.path.isabs(tok):
+                tok = os.path.relpath(tok)
+            elif tok.startswith(f"{opt}=") and os.path.isabs(tok[len(opt) + 1 :]):
+                tok = f"{opt}={os.path.relpath(tok[len(opt) + 1 :])}"
+        out.append(tok)
+        prev = tok
+    return shlex.join(["hyperlab", *out])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hyperlab`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    args.command_line = shlex.join(["hyperlab", *argv])
+    args.command_line = command_line(argv)
     try:
         if args.command == "list":
             return _list()
@@ -181,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "data":
             return _data(args)
+    except NotConvergedError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        print(f"hyperlab: error: {'; '.join(lines)}", file=sys.stderr)
+        return 2
     except CheckpointError as e:
         print(f"hyperlab: error: {e} (on the command line: --no-resume starts over)",
               file=sys.stderr)  # fmt: skip

@@ -28,11 +28,13 @@ import torch
 __all__ = [
     "CheckpointError",
     "OutputDirError",
+    "WriteError",
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "ensure_writable_dir",
+    "remove_temp_files",
     "safe_torch_load",
     "to_jsonable",
 ]
@@ -72,38 +74,63 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+class WriteError(OSError):
+    """A file could not be written; the message names the path and what was being written."""
+
+
+def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None], what: str) -> Path:
     """Run ``write(fileobj)`` on a temp file next to ``path``, then atomically replace ``path``.
 
     The parent directory is created if missing. The new file gets the mode of the file it
     replaces, or the usual ``0o666 & ~umask`` for a new file (not the 0600 of a temp file).
+    An OS error (disk full, permissions) is re-raised as :class:`WriteError` naming ``path``
+    and ``what``; the previous file stays as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path: Path | None = None
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_UMASK
-    tmp = tempfile.NamedTemporaryFile(
-        mode="w+b", dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
-    )
-    tmp_path = Path(tmp.name)
-    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        tmp = tempfile.NamedTemporaryFile(
+            mode="w+b", dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
+        )
+        tmp_path = Path(tmp.name)
         with tmp:
             write(tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.chmod(tmp_path, mode)
         os.replace(tmp_path, target)
-    except BaseException:
-        try:
-            tmp_path.unlink()
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp_path is not None:
+            try:
+                tmp_path.unlink()
+            except FileNotFoundError:
+                pass
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            reason = e.strerror or str(e)
+            raise WriteError(e.errno, f"writing {what} to {target} failed: {reason}") from e
         raise
     _fsync_dir(target.parent)
     _remove_stale_temps(target)
     return target
+
+
+def remove_temp_files(folder: PathLike) -> int:
+    """Delete every temp file an interrupted atomic write left anywhere under ``folder``;
+    returns how many. Only for a folder no one else writes into now (a run holds its lock)."""
+    removed = 0
+    for old in Path(folder).rglob(".*.tmp"):
+        try:
+            if old.is_file():
+                old.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _remove_stale_temps(target: Path, min_age_s: float = 60.0) -> None:
@@ -118,14 +145,16 @@ def _remove_stale_temps(target: Path, min_age_s: float = 60.0) -> None:
             pass
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: PathLike, data: bytes, *, what: str = "a file") -> Path:
     """Atomically write ``data`` to ``path``; returns the path."""
-    return _atomic_write(path, lambda f: f.write(data))
+    return _atomic_write(path, lambda f: f.write(data), what)
 
 
-def atomic_write_text(path: PathLike, text: str, *, encoding: str = "utf-8") -> Path:
+def atomic_write_text(
+    path: PathLike, text: str, *, encoding: str = "utf-8", what: str = "a file"
+) -> Path:
     """Atomically write ``text`` to ``path`` (UTF-8 by default); returns the path."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    return atomic_write_bytes(path, text.encode(encoding), what=what)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -152,7 +181,7 @@ def to_jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot write an object of type {type(obj).__name__} to JSON: {obj!r:.80}")
 
 
-def atomic_write_json(path: PathLike, obj: Any) -> Path:
+def atomic_write_json(path: PathLike, obj: Any, *, what: str = "a JSON file") -> Path:
     """Atomically write ``obj`` as indented JSON (2 spaces, trailing newline).
 
     Non-finite floats (NaN, inf) are written as ``null``; see :func:`to_jsonable` for the
@@ -160,12 +189,12 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
     unserialisable object leaves no trace.
     """
     text = json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, text, what=what)
 
 
-def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+def atomic_torch_save(obj: Any, path: PathLike, *, what: str = "a checkpoint") -> Path:
     """Atomically ``torch.save(obj)`` to ``path``; returns the path."""
-    return _atomic_write(path, lambda f: torch.save(obj, f))
+    return _atomic_write(path, lambda f: torch.save(obj, f), what)
 
 
 def ensure_writable_dir(path: PathLike, *, argument: str = "--out") -> Path:

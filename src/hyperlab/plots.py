@@ -20,7 +20,7 @@ def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 120) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue(), what="a figure")
 
 
 #: One colour per model in every figure; dashed, open markers for the "seen I" variants.

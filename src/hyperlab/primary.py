@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyperlab.runtime import checks_enabled
+
 Parameterization = Literal["standard", "ntk"]
 Params = Mapping[str, Tensor]
 
@@ -195,8 +197,11 @@ def _fans(shape: Sequence[int]) -> tuple[int, int]:
 
 def check_finite(x: Tensor, argument: str) -> None:
     """Raise a ValueError naming ``argument`` if ``x`` holds NaN/inf (skipped under torch.func
-    and torch.compile, where a data-dependent check would break the graph)."""
-    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x):
+    and torch.compile, where a data-dependent check would break the graph, and where
+    :func:`hyperlab.runtime.input_checks` turned it off: it reads a value back from the device)."""
+    if not checks_enabled() or torch.compiler.is_compiling():
+        return
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
         return  # inside vmap/grad the check would be data-dependent control flow
     # One reduction instead of isfinite's elementwise passes; a non-finite sum (NaN/inf inside,
     # or an overflow of huge finite values) is confirmed element by element.

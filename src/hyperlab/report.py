@@ -181,5 +181,5 @@ def write_report(
     page_dir = out_path.parent if out_path is not None else Path.cwd()
     text = render_report(records, page_dir, title)
     if out_path is not None:
-        atomic_write_text(out_path, text)
+        atomic_write_text(out_path, text, what="the report")
     return text, out_path

@@ -2,7 +2,9 @@
 
 :func:`fit` trains any ``nn.Module`` on a dict of equal-length in-memory tensors with
 minibatch SGD or Adam, records a per-epoch :class:`History`, and (optionally) writes an
-atomic checkpoint from which an interrupted run resumes *bit-identically*.
+atomic checkpoint from which an interrupted run resumes *bit-identically*. It composes with
+mixed precision (``precision="bf16"`` / ``"fp16"``: autocast with float32 master weights, a
+``GradScaler`` for fp16), gradient clipping and gradient accumulation.
 
 Randomness. Everything that is not model initialisation is derived from ``config.seed``:
 
@@ -13,6 +15,11 @@ Randomness. Everything that is not model initialisation is derived from ``config
   ``(seed, rank)`` when a run starts fresh, and its state (plus the CUDA one when training on a
   GPU) is checkpointed and restored on resume. NumPy's and Python's RNGs are not touched or
   saved: draw randomness through torch to keep resume exact.
+
+Host synchronisation. The NaN/inf input checks run on the first batch only
+(:func:`hyperlab.runtime.input_checks`), and the loss is read back to the host every
+``config.sync_every`` steps (every step on the CPU, where reading it costs nothing; every 50 on
+a GPU), so a GPU step queues its work without waiting for it.
 
 Distributed. When ``torch.distributed`` is initialised with ``world_size > 1`` (e.g. under
 ``torchrun``, gloo on CPU or nccl on GPU with ``device=f"cuda:{local_rank}"``), the model is
@@ -29,13 +36,12 @@ DDP wrapper: run the forward pass through ``model(...)`` (reach submodules via
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +51,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .io import (
+from hyperlab.io import (
     CheckpointError,
     OutputDirError,
     atomic_torch_save,
@@ -53,65 +59,37 @@ from .io import (
     ensure_writable_dir,
     safe_torch_load,
 )
+from hyperlab.runtime import input_checks
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "PRECISIONS",
     "CheckpointMismatchError",
     "History",
     "TrainConfig",
     "TrainingDiverged",
+    "autocast",
     "fit",
-    "keep_freed_memory",
 ]
 
 CHECKPOINT_NAME = "last.pt"
 _FORMAT = "hyperlab.train/1"
 # Config fields that do not change the trained parameters: they may differ on resume.
-_FREE_FIELDS = frozenset({"epochs", "progress", "desc", "checkpoint_every"})
+_FREE_FIELDS = frozenset({"epochs", "progress", "desc", "checkpoint_every", "sync_every"})
 _RESERVED_KEYS = ("epoch", "train_loss", "seconds")
+#: ``TrainConfig.precision`` values: float32, or autocast to bfloat16 / float16 (float32 weights)
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: loss read-backs on a GPU when ``sync_every`` is None (every step on the CPU)
+GPU_SYNC_EVERY = 50
 
 LossFn = Callable[[nn.Module, dict[str, Tensor]], Tensor]
 EvaluateFn = Callable[[nn.Module], Mapping[str, float]]
 TransformFn = Callable[[dict[str, Tensor], torch.Generator], dict[str, Tensor]]
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
-_kept_depth = 0  # open keep_freed_memory() blocks
-
-
-@contextlib.contextmanager
-def keep_freed_memory() -> Iterator[bool]:
-    """Within the block, glibc keeps freed memory for reuse: large blocks are not mmap'd and the
-    heap is not trimmed, so a training step's large CPU tensors reuse warm pages instead of
-    page-faulting fresh ones every step (the generating paper's step: ~20 % faster,
-    ``benchmarks/generative_step.py``). The same as ``MALLOC_MMAP_MAX_=0
-    MALLOC_TRIM_THRESHOLD_=...`` for the process; on leaving the outermost block glibc's
-    default limits come back and the kept memory is returned (``malloc_trim``), though a large
-    block that later fits a free hole in the heap is served from it. Blocks nest. Yields False,
-    and changes nothing, without glibc."""
-    global _kept_depth
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt, trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
-        yield False
-        return
-    ok = True
-    if _kept_depth == 0:  # nested blocks: only the outermost one sets and undoes
-        ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-    _kept_depth += 1
-    try:
-        yield ok
-    finally:
-        _kept_depth -= 1
-        if _kept_depth == 0:
-            mallopt(_M_MMAP_MAX, 65536)
-            mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-            trim(0)
-
-
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; raised before the offending optimizer step."""
+    """The loss became NaN or infinite; raised before the offending optimizer step (when the
+    loss is read every step, as on the CPU; else at the next read-back, ``sync_every``)."""
 
     def __init__(self, epoch: int, step: int, loss: float, where: str = "") -> None:
         self.epoch, self.step, self.loss = epoch, step, loss
@@ -130,14 +108,30 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for a :data:`PRECISIONS` value on ``device`` (fp32: a no-op)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters of :func:`fit`. Validated on construction and again by ``fit``.
 
     ``lr_decay`` multiplies the learning rate after every optimizer step (``ExponentialLR``
-    stepped per batch; 1.0 = constant). ``momentum`` applies to SGD only. ``checkpoint_every``
-    is in epochs; a checkpoint is also written at the end. ``progress`` shows a tqdm bar
-    (automatically hidden when stderr is not a terminal).
+    stepped per optimizer step; 1.0 = constant). ``momentum`` applies to SGD only.
+    ``precision`` runs the forward pass (``loss_fn``) under autocast to bf16 or fp16 with
+    float32 weights, gradients and optimizer state (fp16 adds a ``GradScaler``).
+    ``grad_clip`` clips the global gradient norm before each step; ``accumulate`` sums the
+    gradients of that many minibatches per optimizer step (the loss of each is divided by the
+    number of minibatches in its group). ``checkpoint_every`` is in epochs; a checkpoint is
+    also written at the end. ``sync_every`` is how often (in minibatches) the loss is read back
+    to the host and checked (None: every step on the CPU, every :data:`GPU_SYNC_EVERY` on a
+    GPU). ``progress`` shows a tqdm bar (automatically hidden when stderr is not a terminal).
     """
 
     epochs: int
@@ -148,7 +142,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_decay: float = 1.0
     seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_clip: float | None = None
+    accumulate: int = 1
     checkpoint_every: int = 1
+    sync_every: int | None = None
     progress: bool = True
     desc: str = "train"
 
@@ -161,10 +159,12 @@ class TrainConfig:
         def bad(name: str, expected: str) -> ValueError:
             return ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}")
 
-        for name in ("epochs", "batch_size", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "checkpoint_every", "accumulate"):
             v = getattr(self, name)
             if not _is_int(v) or v <= 0:
                 raise bad(name, "a positive int")
+        if self.sync_every is not None and (not _is_int(self.sync_every) or self.sync_every <= 0):
+            raise bad("sync_every", "a positive int or None")
         for name in ("lr", "lr_decay"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -173,8 +173,14 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise bad(name, "a non-negative finite number")
+        clip = self.grad_clip
+        if clip is not None and (not isinstance(clip, (int, float)) or not math.isfinite(clip)
+                                 or clip <= 0):  # fmt: skip
+            raise bad("grad_clip", "a positive finite number or None")
         if self.optimizer not in ("sgd", "adam"):
             raise bad("optimizer", "'sgd' or 'adam'")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"one of {PRECISIONS}")
         if self.optimizer == "adam" and self.momentum != 0:
             raise bad("momentum", "0 with optimizer='adam' (momentum is an SGD setting)")
         if not _is_int(self.seed):
@@ -254,10 +260,29 @@ def _check_data(data: Mapping[str, Tensor]) -> int:
     return n
 
 
-def _dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def _check_data(data: Mapping[str, Tensor]) -> int:
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError("data must be a non-empty dict of tensors, e.g. {'x': X, 'y': Y}")
+    n: int | None = None
+    first = ""
+    for key, t in data.items():
+        if not isinstance(key, str):
+            raise TypeError(f"data keys must be strings, got {key!r}")
+        if not isinstance(t, Tensor):
+            raise TypeError(f"data[{key!r}] must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim == 0:
+            raise ValueError(f"data[{key!r}] is a 0-d tensor; expected a leading sample dimension")
+        if n is None:
+            n, first = t.shape[0], key
+        elif t.shape[0] != n:
+            raise ValueError(
+                f"data tensors must have the same length (dim 0): data[{first!r}] has {n} "
+                f"samples but data[{key!r}] has {t.shape[0]}"
+            )
+    assert n is not None
+    if n == 0:
+        raise ValueError("data is empty: its tensors have 0 samples")
+    return n
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -271,23 +296,98 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
-    state = {"torch": torch.get_rng_state(), "transform": gen.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+@dataclass
+class _Run:
+    """What one call of :func:`fit` runs on: device, ranks, data size, checkpoint file."""
+
+    device: torch.device
+    rank: int
+    world: int
+    n: int
+    keys: list[str]
+    ckpt_path: Path | None
+
+    @property
+    def shard(self) -> int:
+        return self.n // self.world
+
+    @property
+    def reduce_device(self) -> torch.device:
+        """Where collectives run: the GPU under nccl, else the CPU."""
+        nccl = self.world > 1 and dist.get_backend() == "nccl"
+        return self.device if nccl else torch.device("cpu")
+
+    def any_rank(self, flag: bool) -> bool:
+        return _any_rank(flag, self.world, self.reduce_device)
 
 
-def _set_rng_state(state: Mapping[str, Tensor], gen: torch.Generator, device: torch.device):
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["transform"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds and a resumed run continues from."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    transform_gen: torch.Generator
+    history: History = field(default_factory=lambda: History())
+    epoch: int = 0
+
+    @classmethod
+    def new(cls, model: nn.Module, config: TrainConfig, run: _Run) -> TrainState:
+        """Fresh optimizer, schedule and RNG streams for ``config.seed`` on this rank."""
+        optimizer = _make_optimizer(model, config)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+        scaler = torch.amp.GradScaler(run.device.type) if config.precision == "fp16" else None
+        gen = torch.Generator()
+        gen.manual_seed(_derive_seed("transform", config.seed, run.rank))
+        torch.manual_seed(_derive_seed("torch", config.seed, run.rank))
+        return cls(model, optimizer, scheduler, scaler, gen)
+
+    def rng(self, device: torch.device) -> dict[str, Tensor]:
+        state = {"torch": torch.get_rng_state(), "transform": self.transform_gen.get_state()}
+        if device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(device)
+        return state
+
+    def to_checkpoint(self, config: TrainConfig, rngs: list[Any], run: _Run) -> dict[str, Any]:
+        out = {
+            "format": _FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "history": [dict(r) for r in self.history.records],
+            "rng": rngs,
+            "config": config.to_dict(),
+            "data": {"size": run.n, "keys": list(run.keys)},
+            "world_size": run.world,
+        }
+        if self.scaler is not None:
+            out["scaler"] = self.scaler.state_dict()
+        return out
+
+    def load(self, state: Mapping[str, Any], path: Path, run: _Run) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointMismatchError(
+                f"{path}: the saved parameters do not fit this model: {e}"
+            ) from e
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.history = History([dict(r) for r in state["history"]])
+        self.epoch = int(state["epoch"])
+        rng = state["rng"][run.rank]
+        torch.set_rng_state(rng["torch"])
+        self.transform_gen.set_state(rng["transform"])
+        if run.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], run.device)
 
 
-def _check_checkpoint(
-    state: Any, path: Path, config: TrainConfig, n: int, keys: list[str], world: int
-) -> None:
+def _check_checkpoint(state: Any, path: Path, config: TrainConfig, run: _Run) -> None:
     """Raise if ``state`` is not ours or was written by a run with different results."""
     needed = ("model", "optimizer", "scheduler", "epoch", "history", "rng", "config")
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
@@ -297,25 +397,26 @@ def _check_checkpoint(
         raise CheckpointError(f"{path}: incomplete training checkpoint, missing {missing}")
     hint = "pass resume=False to start over, or use another checkpoint_dir"
     saved = state["config"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, value in config.to_dict().items():
         if name in _FREE_FIELDS:
             continue
-        if name not in saved or saved[name] != value:
-            old = saved.get(name, "<missing>")
+        old = saved.get(name, defaults[name])  # a field newer than the checkpoint: its default
+        if old != value:
             raise CheckpointMismatchError(
                 f"{path}: checkpoint was written with {name}={old!r} but the config has "
                 f"{name}={value!r}; only {sorted(_FREE_FIELDS)} may change on resume ({hint})"
             )
     data_info = state.get("data", {})
-    if data_info.get("size") != n or data_info.get("keys") != keys:
+    if data_info.get("size") != run.n or data_info.get("keys") != run.keys:
         raise CheckpointMismatchError(
             f"{path}: checkpoint was trained on data with keys {data_info.get('keys')} and "
-            f"{data_info.get('size')} samples, now keys {keys} and {n} samples ({hint})"
+            f"{data_info.get('size')} samples, now keys {run.keys} and {run.n} samples ({hint})"
         )
-    if state.get("world_size") != world or len(state["rng"]) != world:
+    if state.get("world_size") != run.world or len(state["rng"]) != run.world:
         raise CheckpointMismatchError(
             f"{path}: checkpoint was written with world_size={state.get('world_size')}, "
-            f"now {world} ({hint})"
+            f"now {run.world} ({hint})"
         )
     if state["epoch"] > config.epochs:
         raise CheckpointMismatchError(
@@ -355,9 +456,54 @@ def fit(
 
     Raises ``ValueError``/``TypeError`` for bad inputs, :class:`TrainingDiverged` on a
     non-finite loss, :class:`CheckpointMismatchError` if the checkpoint's config (other than
-    epochs/progress/desc/checkpoint_every), data size or world size differ, and
+    epochs/progress/desc/checkpoint_every/sync_every), data size or world size differ, and
     :class:`~hyperlab.io.CheckpointError` if ``last.pt`` is unreadable.
     """
+    run = _prepare(model, loss_fn, data, config, evaluate, transform, checkpoint_dir, device,
+                   stop_after_epochs)  # fmt: skip
+    model.to(run.device)
+    state = TrainState.new(model, config, run)
+    if resume and run.ckpt_path is not None:
+        _resume(state, config, run)
+    train_model: nn.Module = model
+    if run.world > 1:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    end = config.epochs if stop_after_epochs is None else min(config.epochs, stop_after_epochs)
+    steps = math.ceil(run.shard / config.batch_size)
+    bar = tqdm(total=config.epochs * steps, initial=state.epoch * steps, desc=config.desc,
+               unit="step", dynamic_ncols=True,
+               disable=True if (not config.progress or run.rank != 0) else None)  # fmt: skip
+    log = _EpochLog(run.ckpt_path.parent if run.ckpt_path is not None else None)
+    first = state.epoch
+    try:
+        for epoch in range(state.epoch + 1, end + 1):
+            t0 = time.perf_counter()
+            with input_checks(False):  # but the first batch of this call: see _train_epoch
+                train_loss = _train_epoch(state, train_model, loss_fn, data, transform, config,
+                                          run, epoch, bar, epoch == first + 1)  # fmt: skip
+            record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
+            metrics = _evaluate(model, train_model, evaluate)
+            record["seconds"] = time.perf_counter() - t0
+            record.update(metrics)
+            state.history.records.append(record)
+            state.epoch = epoch
+            if run.ckpt_path is not None and run.rank == 0:
+                log.write(state.history)
+            bar.set_postfix({"epoch": str(epoch), "loss": f"{train_loss:.4g}",
+                             **{k: f"{v:.4g}" for k, v in metrics.items()}})  # fmt: skip
+            if run.ckpt_path is not None and (epoch % config.checkpoint_every == 0 or epoch == end):
+                _save_checkpoint(state, config, run)
+    finally:
+        bar.close()
+        log.close()
+    return state.history
+
+
+def _prepare(model: nn.Module, loss_fn: Any, data: Mapping[str, Tensor], config: Any,
+             evaluate: Any, transform: Any, checkpoint_dir: str | Path | None,
+             device: str | torch.device, stop_after_epochs: int | None) -> _Run:  # fmt: skip
+    """Check :func:`fit`'s arguments and find the device, ranks and checkpoint file."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     config.validate()
@@ -373,18 +519,14 @@ def fit(
             f"stop_after_epochs must be a positive int or None, got {stop_after_epochs!r}"
         )
     n = _check_data(data)
-    keys = list(data.keys())
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    rank, world = _dist_info()
-    shard = n // world
-    if shard == 0:
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    rank, world = (dist.get_rank(), dist.get_world_size()) if (
+        dist.is_available() and dist.is_initialized()) else (0, 1)  # fmt: skip
+    if n // world == 0:
         raise ValueError(f"data has {n} samples, fewer than the {world} distributed ranks")
-
-    reduce_device = device if world > 1 and dist.get_backend() == "nccl" else torch.device("cpu")
-
-    ckpt_path: Path | None = None
+    run = _Run(dev, rank, world, n, list(data.keys()), None)
     if checkpoint_dir is not None:
         ckpt_dir = Path(checkpoint_dir).expanduser()
         dir_error: OutputDirError | None = None
@@ -393,137 +535,182 @@ def fit(
                 ensure_writable_dir(ckpt_dir, argument="checkpoint_dir")
             except OutputDirError as e:
                 dir_error = e
-        if _any_rank(dir_error is not None, world, reduce_device):
+        if run.any_rank(dir_error is not None):
             raise dir_error or OutputDirError(f"checkpoint_dir: rank 0 cannot write {ckpt_dir}")
-        ckpt_path = ckpt_dir / CHECKPOINT_NAME
+        run.ckpt_path = ckpt_dir / CHECKPOINT_NAME
+    return run
 
-    log = _EpochLog(ckpt_path.parent if ckpt_path is not None else None)
-    model.to(device)
-    optimizer = _make_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    transform_gen = torch.Generator()
-    transform_gen.manual_seed(_derive_seed("transform", config.seed, rank))
-    torch.manual_seed(_derive_seed("torch", config.seed, rank))
-    history = History()
-    start_epoch = 0
 
-    # Rank 0 decides whether to resume, so all ranks start from the same epoch.
-    found = ckpt_path is not None and rank == 0 and ckpt_path.exists()
-    if resume and ckpt_path is not None and _any_rank(found, world, reduce_device):
-        state = safe_torch_load(ckpt_path)
-        _check_checkpoint(state, ckpt_path, config, n, keys, world)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointMismatchError(
-                f"{ckpt_path}: the saved parameters do not fit this model: {e}"
-            ) from e
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = History([dict(r) for r in state["history"]])
-        start_epoch = int(state["epoch"])
-        _set_rng_state(state["rng"][rank], transform_gen, device)
+def _resume(state: TrainState, config: TrainConfig, run: _Run) -> None:
+    """Load ``last.pt`` if rank 0 finds one (all ranks then resume from the same epoch)."""
+    path = run.ckpt_path
+    assert path is not None
+    if run.any_rank(run.rank == 0 and path.exists()):
+        saved = safe_torch_load(path)
+        _check_checkpoint(saved, path, config, run)
+        state.load(saved, path, run)
 
-    train_model: nn.Module = model
-    if world > 1:
-        device_ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    end_epoch = (
-        config.epochs if stop_after_epochs is None else min(config.epochs, stop_after_epochs)
-    )
-    steps_per_epoch = math.ceil(shard / config.batch_size)
-    bar = tqdm(
-        total=config.epochs * steps_per_epoch,
-        initial=start_epoch * steps_per_epoch,
-        desc=config.desc,
-        unit="step",
-        dynamic_ncols=True,
-        disable=True if (not config.progress or rank != 0) else None,
-    )
-    postfix: dict[str, str] = {}
-    try:
-        for epoch in range(start_epoch + 1, end_epoch + 1):
-            t0 = time.perf_counter()
-            train_model.train()
-            perm_gen = torch.Generator()
-            perm_gen.manual_seed(_derive_seed("perm", config.seed, epoch))
-            perm = torch.randperm(n, generator=perm_gen)
-            if world > 1:
-                perm = perm[rank * shard : (rank + 1) * shard]
-            perms = {t.device: perm.to(t.device) for t in data.values()}
-            total, count = 0.0, 0
-            for step in range(1, steps_per_epoch + 1):
-                lo, hi = (step - 1) * config.batch_size, step * config.batch_size
-                batch = {k: t[perms[t.device][lo:hi]].to(device) for k, t in data.items()}
-                if transform is not None:
-                    batch = transform(batch, transform_gen)
-                    if not isinstance(batch, dict):
-                        raise TypeError(
-                            f"transform must return a dict of tensors, got {type(batch).__name__}"
-                        )
+def _train_epoch(state: TrainState, train_model: nn.Module, loss_fn: LossFn,
+                 data: Mapping[str, Tensor], transform: TransformFn | None, config: TrainConfig,
+                 run: _Run, epoch: int, bar: Any, check_first: bool) -> float:  # fmt: skip
+    """One pass over this rank's share of a seeded permutation; returns the mean loss. The
+    input checks run on the first minibatch when ``check_first``."""
+    train_model.train()
+    perm_gen = torch.Generator()
+    perm_gen.manual_seed(_derive_seed("perm", config.seed, epoch))
+    perm = torch.randperm(run.n, generator=perm_gen)
+    if run.world > 1:
+        perm = perm[run.rank * run.shard : (run.rank + 1) * run.shard]
+    perms = {t.device: perm.to(t.device) for t in data.values()}
+    steps = math.ceil(run.shard / config.batch_size)
+    every = config.sync_every or (GPU_SYNC_EVERY if run.device.type == "cuda" else 1)
+    meter = _LossMeter(run, epoch, every)
+    k = config.accumulate
+    for step in range(1, steps + 1):
+        lo, hi = (step - 1) * config.batch_size, step * config.batch_size
+        batch = {key: t[perms[t.device][lo:hi]].to(run.device) for key, t in data.items()}
+        if transform is not None:
+            batch = transform(batch, state.transform_gen)
+            if not isinstance(batch, dict):
+                raise TypeError(
+                    f"transform must return a dict of tensors, got {type(batch).__name__}"
+                )
+        group_start = (step - 1) // k * k  # minibatches before this one's accumulation group
+        group = min(k, steps - group_start)
+        last_of_group = step - group_start == group
+        sync = contextlib.nullcontext()
+        if run.world > 1 and not last_of_group:
+            sync = train_model.no_sync()  # type: ignore[operator]
+        checks = input_checks(True) if check_first and step == 1 else contextlib.nullcontext()
+        with sync:
+            with checks, autocast(config.precision, run.device):
                 loss = loss_fn(train_model, batch)
-                if not isinstance(loss, Tensor) or loss.ndim != 0:
-                    shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-                    raise TypeError(f"loss_fn must return a scalar tensor, got {shape}")
-                size = min(hi, shard) - lo
-                value = loss.item()
-                if world > 1:
-                    stats = torch.tensor(
-                        [value * size, size, 0.0 if math.isfinite(value) else 1.0],
-                        dtype=torch.float64,
-                        device=reduce_device,
-                    )
-                    dist.all_reduce(stats)
-                    bad_ranks = int(stats[2].item())
-                    if bad_ranks:
-                        where = f" on {bad_ranks} of {world} ranks"
-                        raise TrainingDiverged(epoch, step, value, where=where)
-                    step_sum, step_count = stats[0].item(), int(stats[1].item())
-                else:
-                    if not math.isfinite(value):
-                        raise TrainingDiverged(epoch, step, value)
-                    step_sum, step_count = value * size, size
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                total += step_sum
-                count += step_count
-                postfix["epoch"] = str(epoch)
-                postfix["loss"] = f"{step_sum / step_count:.4g}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(1)
+            if not isinstance(loss, Tensor) or loss.ndim != 0:
+                shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+                raise TypeError(f"loss_fn must return a scalar tensor, got {shape}")
+            meter.add(loss.detach(), step, min(hi, run.shard) - lo, check=last_of_group)
+            scaled = loss.float() / group if group > 1 else loss
+            if state.scaler is not None:
+                scaled = state.scaler.scale(scaled)
+            scaled.backward()
+        if last_of_group:
+            _optimizer_step(state, config)
+        bar.update(1)
+        if meter.value is not None:
+            bar.set_postfix({"epoch": str(epoch), "loss": f"{meter.value:.4g}"}, refresh=False)
+    return meter.mean()
 
-            record: dict[str, float] = {"epoch": epoch, "train_loss": total / count}
-            metrics: dict[str, float] = {}
-            if evaluate is not None:
-                model.eval()
-                try:
-                    with torch.no_grad():
-                        metrics = _check_metrics(evaluate(model))
-                finally:
-                    train_model.train()
-            record["seconds"] = time.perf_counter() - t0
-            record.update(metrics)
-            history.records.append(record)
-            if ckpt_path is not None and rank == 0:
-                log.write(history)
-            for k, v in metrics.items():
-                postfix[k] = f"{v:.4g}"
-            bar.set_postfix(postfix)
 
-            if ckpt_path is not None and (
-                epoch % config.checkpoint_every == 0 or epoch == end_epoch
-            ):
-                _save_checkpoint(
-                    ckpt_path, model, optimizer, scheduler, epoch, history, config,
-                    transform_gen, device, n, keys, rank, world, reduce_device,
-                )  # fmt: skip
+def _optimizer_step(state: TrainState, config: TrainConfig) -> None:
+    """Clip (after unscaling), step, zero the gradients, advance the schedule."""
+    params = [p for g in state.optimizer.param_groups for p in g["params"]]
+    if state.scaler is not None:
+        if config.grad_clip is not None:
+            state.scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        state.scaler.step(state.optimizer)  # skipped (and the scale lowered) on inf/NaN grads
+        state.scaler.update()
+    else:
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # the schedule advances on a step the scaler skipped too
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`")
+        state.scheduler.step()
+
+
+class _LossMeter:
+    """Per-minibatch losses kept on the device and read back every ``every`` minibatches (and
+    before each optimizer step when ``every`` is 1): the only host synchronisation of a step.
+    Under DDP the read-back is an all-reduce, so a NaN on any rank stops every rank."""
+
+    def __init__(self, run: _Run, epoch: int, every: int):
+        self.run, self.epoch, self.every = run, epoch, every
+        self.pending: list[tuple[Tensor, int, int]] = []  # (loss, step, size)
+        self.total, self.count = 0.0, 0
+        self.value: float | None = None  # the last minibatch's loss read back (for the bar)
+
+    def add(self, loss: Tensor, step: int, size: int, *, check: bool) -> None:
+        self.pending.append((loss, step, size))
+        if len(self.pending) >= self.every and (check or self.every > 1):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        losses = torch.stack([p[0].float() for p in self.pending]).double()
+        sizes = torch.tensor([p[2] for p in self.pending], dtype=torch.float64)
+        values = losses.cpu()  # the read-back
+        steps = [p[1] for p in self.pending]
+        self.pending = []
+        if self.run.world > 1:
+            finite = torch.isfinite(values)
+            stats = torch.stack([torch.where(finite, values, 0.0) * sizes, sizes,
+                                 (~finite).double()], 1).to(self.run.reduce_device)  # fmt: skip
+            dist.all_reduce(stats)
+            stats = stats.cpu()
+            for i, step in enumerate(steps):
+                if stats[i, 2] > 0:
+                    where = f" on {int(stats[i, 2])} of {self.run.world} ranks"
+                    raise TrainingDiverged(self.epoch, step, float(values[i]), where=where)
+            sums, counts = stats[:, 0], stats[:, 1]
+        else:
+            for i, step in enumerate(steps):
+                if not math.isfinite(float(values[i])):
+                    raise TrainingDiverged(self.epoch, step, float(values[i]))
+            sums, counts = values * sizes, sizes
+        self.total += float(sums.sum())
+        self.count += int(counts.sum())
+        self.value = float(sums[-1] / counts[-1])
+
+    def mean(self) -> float:
+        self.flush()
+        return self.total / self.count
+
+
+def _evaluate(model: nn.Module, train_model: nn.Module, evaluate: EvaluateFn | None
+              ) -> dict[str, float]:  # fmt: skip
+    """``evaluate(model)`` in eval mode without gradients; the model goes back to train."""
+    if evaluate is None:
+        return {}
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _check_metrics(evaluate(model))
     finally:
-        bar.close()
-        log.close()
-    return history
+        train_model.train()
+
+
+def _save_checkpoint(state: TrainState, config: TrainConfig, run: _Run) -> None:
+    """Write ``last.pt`` atomically (rank 0 only; every rank's RNG state is gathered).
+
+    Under DDP this is also a barrier: every rank returns once the file is in place, and
+    every rank raises if rank 0 could not write it.
+    """
+    assert run.ckpt_path is not None
+    rng = state.rng(run.device)
+    if run.world > 1:
+        gathered: list[Any] = [None] * run.world
+        dist.all_gather_object(gathered, {k: v.cpu() for k, v in rng.items()})
+        rngs = gathered
+    else:
+        rngs = [rng]
+    error: BaseException | None = None
+    if run.rank == 0:
+        try:
+            atomic_torch_save(
+                state.to_checkpoint(config, rngs, run),
+                run.ckpt_path,
+                what="the training checkpoint",
+            )
+        except BaseException as e:  # re-raised below, after telling the other ranks
+            error = e
+    if run.any_rank(error is not None) and error is None:
+        raise RuntimeError(f"rank 0 failed to write the checkpoint {run.ckpt_path}")
+    if error is not None:
+        raise error
 
 
 class _EpochLog:
@@ -549,7 +736,9 @@ class _EpochLog:
         rows = [",".join(keys)] + [
             ",".join(repr(r.get(k, "")) for k in keys) for r in history.records
         ]
-        atomic_write_text(self.folder / "history.csv", "\n".join(rows) + "\n")
+        atomic_write_text(
+            self.folder / "history.csv", "\n".join(rows) + "\n", what="the per-epoch history"
+        )
         if self.writer is not None:  # the newest epoch only (earlier ones are already logged)
             r = history.records[-1]
             for k, v in r.items():
@@ -576,73 +765,6 @@ def _check_metrics(metrics: Any) -> dict[str, float]:
         except (TypeError, ValueError) as e:
             raise TypeError(f"evaluate returned {k!r}={v!r}, which is not a float") from e
     return out
-
-
-def _save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    epoch: int,
-    history: History,
-    config: TrainConfig,
-    transform_gen: torch.Generator,
-    device: torch.device,
-    n: int,
-    keys: list[str],
-    rank: int,
-    world: int,
-    reduce_device: torch.device,
-) -> None:
-    """Write ``last.pt`` atomically (rank 0 only; every rank's RNG state is gathered).
-
-    Under DDP this is also a barrier: every rank returns once the file is in place, and
-    every rank raises if rank 0 could not write it.
-    """
-    rng = _rng_state(transform_gen, device)
-    if world > 1:
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, {k: v.cpu() for k, v in rng.items()})
-        rngs = gathered
-    else:
-        rngs = [rng]
-    error: BaseException | None = None
-    if rank == 0:
-        try:
-            atomic_torch_save(_checkpoint_state(model, optimizer, scheduler, epoch, history,
-                                                config, rngs, n, keys, world), path)  # fmt: skip
-        except BaseException as e:  # re-raised below, after telling the other ranks
-            error = e
-    if _any_rank(error is not None, world, reduce_device) and error is None:
-        raise RuntimeError(f"rank 0 failed to write the checkpoint {path}")
-    if error is not None:
-        raise error
-
-
-def _checkpoint_state(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    epoch: int,
-    history: History,
-    config: TrainConfig,
-    rngs: list[Any],
-    n: int,
-    keys: list[str],
-    world: int,
-) -> dict[str, Any]:
-    return {
-        "format": _FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "epoch": epoch,
-        "history": [dict(r) for r in history.records],
-        "rng": rngs,
-        "config": config.to_dict(),
-        "data": {"size": n, "keys": list(keys)},
-        "world_size": world,
-    }
 
 
 def _any_rank(flag: bool, world: int, device: torch.device) -> bool:

@@ -9,7 +9,8 @@ import torch
 
 import hyperlab.train
 from hyperlab.cli import main
-from hyperlab.experiments import discover
+from hyperlab.experiments import discover, get_experiment, run_experiment
+from hyperlab.experiments import runner
 from hyperlab.experiments.claims import Claim
 
 NAMES = sorted(discover())
@@ -36,7 +37,8 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
     assert record["experiment"] == name and record["preset"] == "tiny"
     assert record["arxiv"] and record["command"].startswith(f"hyperlab run {name}")
     assert record["machine"]["cpu_count"] >= 1 and "versions" in record
-    assert record["config"] == json.loads(json.dumps(record["config"]))
+    # the recorded config is the one the preset resolves to, every key and value
+    assert record["config"] == get_experiment(name).config("tiny").to_dict()
     claims = [Claim.from_dict(c) for c in record["claims"]]
     assert claims, "every experiment checks at least one of the paper's claims"
     for c in claims:
@@ -46,6 +48,34 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
     for fig in record["figures"]:
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(d == torch.device("cpu") for d in devices)
-    trains = not name.startswith(("infinite-width-kernel", "infinite-width-taylor",
-                                  "generating-toy"))  # fmt: skip
-    assert bool(devices) == trains, "models that train go through RunContext.fit"
+    assert record["device"] == "cpu"
+    if get_experiment(name).uses_device:  # what computes on the device trains through fit
+        assert devices, "models that train go through RunContext.fit on the run's device"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_device_declaration_is_what_the_run_uses(name, tmp_path, data_root, monkeypatch):
+    """An experiment that declares it ignores --device runs on the CPU and records cpu; one
+    that declares it uses the device computes there (a 'meta' device stands in for a GPU: the
+    run stops at its first fit, or earlier where it evaluates a model on the device)."""
+    exp = get_experiment(name)
+    asked: list[torch.device] = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(model, loss, data, config, **kw):
+        asked.append(torch.device(kw["device"]))
+        raise Stop
+
+    monkeypatch.setattr(hyperlab.train, "fit", spy)
+    monkeypatch.setattr(runner, "resolve_device", lambda d: torch.device("meta"))
+    try:
+        record = run_experiment(name, preset="tiny", out_dir=tmp_path / "o", device="meta",
+                                data_dir=data_root, progress=False)  # fmt: skip
+    except Stop:
+        assert exp.uses_device and asked == [torch.device("meta")]
+    except (RuntimeError, NotImplementedError) as e:  # a computation reached the meta device
+        assert exp.uses_device and "meta" in str(e), e
+    else:
+        assert not exp.uses_device and not asked and record["device"] == "cpu"

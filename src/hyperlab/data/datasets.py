@@ -188,13 +188,20 @@ _CIFAR_FILES = {
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Data root: ``data_dir`` if given, else ``$HYPERLAB_DATA``, else the user cache dir."""
+    """Data root: ``data_dir`` if given, else ``$HYPERLAB_DATA``, else the user cache dir.
+    A root that is a file (not a folder) is an error naming where it came from."""
     if data_dir is not None and str(data_dir) != "":
-        return Path(data_dir).expanduser()
-    env = os.environ.get(DATA_ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_cache_dir("hyperlab"))
+        root, source = Path(data_dir).expanduser(), "--data-dir"
+    elif os.environ.get(DATA_ENV_VAR):
+        root, source = Path(os.environ[DATA_ENV_VAR]).expanduser(), f"${DATA_ENV_VAR}"
+    else:
+        return Path(platformdirs.user_cache_dir("hyperlab"))
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(
+            f"{source}: {root} is a file, not a folder; expected the data root, the folder "
+            "that holds mnist/, fashion-mnist/ or cifar10/ (data_dir=... in Python)"
+        )
+    return root
 
 
 def _find(root: Path, dataset: str, name: str) -> Path | None:

@@ -1,8 +1,9 @@
 """Named experiments reproducing the three papers' figures and tables (``hyperlab list``).
 
 One package per paper (:mod:`.modularity`, :mod:`.infinite_width`, :mod:`.generating`), one
-module per figure or table; the machinery they share lives in :mod:`.base` (registry, runner,
-:class:`RunContext`), :mod:`.config` (typed configs), :mod:`.claims`, :mod:`.stats`,
+module per figure or table; the machinery they share lives in :mod:`.base` (registry,
+:class:`RunContext`), :mod:`.runner` (:func:`run_experiment`: the output folder, provenance,
+results.json), :mod:`.config` (typed configs), :mod:`.claims`, :mod:`.stats`,
 :mod:`.evaluate`, :mod:`.figures` and :mod:`.papers`.
 """
 
@@ -18,11 +19,11 @@ from hyperlab.experiments.base import (
     format_comparison,
     get_experiment,
     register,
-    run_experiment,
 )
 from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import Config, ConfigError, param
 from hyperlab.experiments.papers import GENERATING, INFINITE_WIDTH, MODULARITY, Paper
+from hyperlab.experiments.runner import run_experiment
 
 __all__ = [
     "GENERATING",

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hyperlab.experiments.base import RunContext
-from hyperlab.plots import epoch_panels, errorbar_curves, save_figure
+from hyperlab.plots import epoch_panels, errorbar_curves
 
 __all__ = ["curve_figure", "epoch_figure"]
 
@@ -39,7 +39,7 @@ def curve_figure(
         fig.axes[0].set_xscale("log")
     elif all(isinstance(v, int) for v in x):
         fig.axes[0].set_xticks(list(x))
-    return save_figure(fig, ctx.figure_path(stem)).name
+    return ctx.save_figure(fig, stem)
 
 
 def epoch_figure(
@@ -56,4 +56,4 @@ def epoch_figure(
     epochs, mean drawn); saved as ``stem.png``; returns the file name."""
     fig = epoch_panels({m: dict(c) for m, c in panels.items()}, ylabel=ylabel, title=title,
                        logy=logy, sharey=sharey)  # fmt: skip
-    return save_figure(fig, ctx.figure_path(stem)).name
+    return ctx.save_figure(fig, stem)

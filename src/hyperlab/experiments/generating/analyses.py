@@ -34,7 +34,7 @@ from hyperlab.generative.analysis import (
     wrong_prediction_iou,
 )
 from hyperlab.generative.entropy import authors_entropy, kl_entropy
-from hyperlab.plots import plt, save_figure
+from hyperlab.plots import plt
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Accuracy of generated networks (Fig. 2)", y=1.03)
     fig.tight_layout()
-    return save_figure(fig, ctx.figure_path("accuracy_histograms")).name
+    return ctx.save_figure(fig, "accuracy_histograms")
 
 
 def population_stats(
@@ -271,9 +271,7 @@ def _fgsm_figure(ctx, adv, tag) -> str:
     ax.set_ylabel("attack success (prediction ≠ label)")
     ax.set_title(f"Targeted FGSM, {tag} (Fig. 8)")
     ax.legend()
-    stem = f"fgsm_{tag}"
-    save_figure(fig, ctx.figure_path(stem))
-    return f"{stem}.png"
+    return ctx.save_figure(fig, f"fgsm_{tag}")
 
 
 def _pca_figure(ctx, scores: Tensor, ratio: Tensor, tag: str) -> str:
@@ -301,9 +299,7 @@ def _pca_figure(ctx, scores: Tensor, ratio: Tensor, tag: str) -> str:
     fig.suptitle(f"PCA of {s.shape[0]} gauge-fixed generated networks, {tag} (Fig. 9); "
                  "diagonal: histograms", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    stem = f"pca_{tag}"
-    save_figure(fig, ctx.figure_path(stem))
-    return f"{stem}.png"
+    return ctx.save_figure(fig, f"pca_{tag}")
 
 
 def _paths_figure(ctx, t, inter, direct, tag) -> str:
@@ -317,9 +313,7 @@ def _paths_figure(ctx, t, inter, direct, tag) -> str:
     ax.set_ylabel("test accuracy")
     ax.set_title(f"Paths in weight space, {tag} (Fig. 7)")
     ax.legend()
-    stem = f"paths_{tag}"
-    save_figure(fig, ctx.figure_path(stem))
-    return f"{stem}.png"
+    return ctx.save_figure(fig, f"paths_{tag}")
 
 
 def _filters_figure(ctx, w: Tensor, tag: str, idx: list[int]) -> str:
@@ -335,6 +329,4 @@ def _filters_figure(ctx, w: Tensor, tag: str, idx: list[int]) -> str:
             ax.set_yticks([])
     fig.suptitle(f"conv0 filters {idx} (most / least diverse), {n} samples each, {tag} "
                  "(Figs. 3, 5)")  # fmt: skip
-    stem = f"filters_{tag}"
-    save_figure(fig, ctx.figure_path(stem))
-    return f"{stem}.png"
+    return ctx.save_figure(fig, f"filters_{tag}")

@@ -27,7 +27,7 @@ from hyperlab.experiments.generating.analyses import (
 )
 from hyperlab.experiments.generating.mnist import config_key
 from hyperlab.experiments.papers import GENERATING
-from hyperlab.train import keep_freed_memory
+from hyperlab.runtime import keep_freed_memory
 
 PAPER_REF = "Sec. 4.2 (MNFG)"
 

@@ -37,7 +37,7 @@ from hyperlab.experiments.generating.analyses import (
     summary_rows,
 )
 from hyperlab.experiments.papers import GENERATING
-from hyperlab.train import keep_freed_memory
+from hyperlab.runtime import keep_freed_memory
 
 PAPER_REF = "Sec. 4.2"
 

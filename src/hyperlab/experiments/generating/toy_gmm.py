@@ -18,7 +18,7 @@ from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import Config, param
 from hyperlab.experiments.papers import GENERATING
 from hyperlab.generative.entropy import kl_entropy
-from hyperlab.plots import plt, save_figure
+from hyperlab.plots import plt
 from hyperlab.rng import seeded
 
 PAPER_REF = "Fig. 1, Sec. 4.1"
@@ -180,7 +180,7 @@ def figure(ctx: RunContext, raw: dict[str, Any]) -> str:
     ax.set_xlabel("y₁")
     ax.set_ylabel("y₂")
     ax.set_title("G(z), z ∈ [−1, 1], over the mixture score (Fig. 1)")
-    return save_figure(fig, ctx.figure_path("toy_gmm")).name
+    return ctx.save_figure(fig, "toy_gmm")
 
 
 def run(ctx: RunContext) -> Result:
@@ -205,6 +205,7 @@ register(
             "tiny": {"steps": 200, "eval_points": 50},
         },  # fmt: skip
         run=run,
+        uses_device=False,  # float64 kernels / a small CPU model: the CPU whatever is asked
         estimate=lambda c: f"{c.steps:,} Adam steps of {c.batch_size} noise samples",
         paper_reference={
             "figure": "Fig. 1: the curve passes through all peaks; the path must cross low-score "

@@ -29,7 +29,7 @@ from hyperlab.experiments.evaluate import evaluate_batches
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.experiments.stats import nanmean, nanstd
 from hyperlab.hypernet import HyperModel
-from hyperlab.plots import plt, save_figure
+from hyperlab.plots import plt
 from hyperlab.primary import MLP
 from hyperlab.train import TrainingDiverged
 
@@ -329,7 +329,7 @@ def figure(ctx: RunContext, acc: dict[str, dict[str, list[list[float]]]]) -> str
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title=f"mean ± 1 std over {cfg.seeds} seeds", title_fontsize=8)
-    return save_figure(fig, ctx.figure_path(f"fig2_dynamics_{cfg.dataset}")).name
+    return ctx.save_figure(fig, f"fig2_dynamics_{cfg.dataset}")
 
 
 def run(ctx: RunContext) -> Result:

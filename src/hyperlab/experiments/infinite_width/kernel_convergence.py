@@ -22,7 +22,7 @@ from hyperlab.experiments.config import Config, param
 from hyperlab.experiments.infinite_width.common import DT, ntk_hypermodel
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.kernels import HyperKernel, hyper_ntk
-from hyperlab.plots import plt, save_figure
+from hyperlab.plots import plt
 
 PAPER_REF = "Fig. 1, Sec. 5.1"
 
@@ -151,7 +151,7 @@ def figure(ctx: RunContext, raw: dict[str, Any], metrics: dict[str, Any]) -> str
     ax2.set_ylabel("K^h(u, u')")
     ax2.set_title("(b) empirical hyperkernel (mean ± std over draws)")
     ax2.legend(fontsize=8)
-    return save_figure(fig, ctx.figure_path("fig1_kernel_convergence")).name
+    return ctx.save_figure(fig, "fig1_kernel_convergence")
 
 
 def run(ctx: RunContext) -> Result:
@@ -176,6 +176,7 @@ register(
             "tiny": {"f_widths": [4, 64], "g_widths": [4, 32], "draws": 4, "n_thetas": 5},
         },
         run=run,
+        uses_device=False,  # float64 kernels / a small CPU model: the CPU whatever is asked
         estimate=lambda c: (
             f"{len(c.f_widths) * len(c.g_widths) * c.draws} empirical hyperkernels, "
             f"f up to width {max(c.f_widths)} (the full preset: about 8 min "

@@ -26,7 +26,7 @@ from hyperlab.experiments.infinite_width.representation_hn import HNConfig, desc
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.experiments.stats import nanmean, nanstd
 from hyperlab.kernels import HyperKernel, fit_kernel_regression, fit_kernel_regression_cg
-from hyperlab.plots import plt, save_figure
+from hyperlab.plots import plt
 
 PAPER_REF = "Table 1, Sec. 5.3"
 #: Table 1 as printed (the HN inpainting entry at N = 500 is printed 0.49; read as 0.049).
@@ -349,7 +349,7 @@ def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
         ax.set_title(f"Table 1, {task}")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    return save_figure(fig, ctx.figure_path("table1_representation")).name
+    return ctx.save_figure(fig, "table1_representation")
 
 
 def run(ctx: RunContext) -> Result:

@@ -23,7 +23,7 @@ from hyperlab.experiments.config import Config, ConfigError, param
 from hyperlab.experiments.infinite_width.common import DT, ntk_hypermodel
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.kernels import taylor_terms
-from hyperlab.plots import plt, save_figure
+from hyperlab.plots import plt
 
 PAPER_REF = "Thm 1, Eq. 6"
 
@@ -189,7 +189,7 @@ def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
         ax.set_ylabel("mean over draws of log |K^(r)| (± 1 std)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return save_figure(fig, ctx.figure_path("thm1_taylor_terms")).name
+    return ctx.save_figure(fig, "thm1_taylor_terms")
 
 
 def run(ctx: RunContext) -> Result:
@@ -220,6 +220,7 @@ register(
             },
         },
         run=run,
+        uses_device=False,  # float64 kernels / a small CPU model: the CPU whatever is asked
         estimate=lambda c: (
             f"{len(c.g_depths) * len(c.f_widths) * c.draws} Taylor-term evaluations, "
             f"f up to width {max(c.f_widths)} (about 18 s each at width 4096 "

@@ -1,0 +1,122 @@
+"""Where and how computation runs: the device, CPU threads, the allocator, input checks.
+
+The runtime concerns every path of hyperlab shares (training, the kernels, the experiments, the
+benchmarks): :func:`resolve_device` turns ``cpu`` / ``cuda[:i]`` into a device or a clear error,
+:func:`num_threads` sets torch's CPU threads for a block, :func:`keep_freed_memory` keeps glibc
+from returning large freed blocks to the OS between steps, and :func:`input_checks` switches
+off the data-dependent input checks (NaN/inf), which on a GPU cost a host synchronisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+from collections.abc import Iterator
+
+import torch
+
+__all__ = [
+    "checks_enabled",
+    "input_checks",
+    "keep_freed_memory",
+    "num_threads",
+    "resolve_device",
+    "synchronize",
+]
+
+
+def resolve_device(device: str | torch.device, argument: str = "--device") -> torch.device:
+    """``cpu`` or ``cuda[:i]``; asking for CUDA without a GPU is a clear error naming
+    ``argument``."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{argument}: expected 'cpu' or 'cuda', got {device!r}") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{argument}: expected 'cpu' or 'cuda', got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"{argument} cuda: no CUDA GPU is available on this machine; use {argument} cpu"
+        )
+    return dev
+
+
+def synchronize(device: str | torch.device | None = None) -> None:
+    """Wait for the device's queued work (a no-op on the CPU): call around every timed region."""
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elif dev is None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` torch CPU threads (None: unchanged); restored after.
+    Small models run best at one thread: a second one only spin-waits."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+_checks = [True]
+
+
+def checks_enabled() -> bool:
+    """Whether data-dependent input checks (NaN/inf in x and conditions) run now."""
+    return _checks[-1]
+
+
+@contextlib.contextmanager
+def input_checks(enabled: bool) -> Iterator[None]:
+    """Turn the data-dependent input checks on or off inside the block (they nest). Shape and
+    dtype checks always run; the NaN/inf checks read a value back from the device, a host
+    synchronisation on a GPU, so :func:`hyperlab.train.fit` checks the first batch and runs the
+    rest without them."""
+    _checks.append(bool(enabled))
+    try:
+        yield
+    finally:
+        _checks.pop()
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+_kept_depth = 0  # open keep_freed_memory() blocks
+
+
+@contextlib.contextmanager
+def keep_freed_memory() -> Iterator[bool]:
+    """Within the block, glibc keeps freed memory for reuse: large blocks are not mmap'd and the
+    heap is not trimmed, so a training step's large CPU tensors reuse warm pages instead of
+    page-faulting fresh ones every step (the generating paper's step: ~20 % faster,
+    ``benchmarks/generative_step.py``). The same as ``MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=...`` for the process; on leaving the outermost block glibc's
+    default limits come back and the kept memory is returned (``malloc_trim``), though a large
+    block that later fits a free hole in the heap is served from it. Blocks nest. Yields False,
+    and changes nothing, without glibc."""
+    global _kept_depth
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        yield False
+        return
+    ok = True
+    if _kept_depth == 0:  # nested blocks: only the outermost one sets and undoes
+        ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    _kept_depth += 1
+    try:
+        yield ok
+    finally:
+        _kept_depth -= 1
+        if _kept_depth == 0:
+            mallopt(_M_MMAP_MAX, 65536)
+            mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+            trim(0)
