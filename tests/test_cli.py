@@ -98,9 +98,7 @@ def test_no_preset_runs_quick_and_says_so_and_full_prints_its_cost(tmp_path, cap
     )
 
 
-def test_the_recorded_command_has_paths_relative_to_the_working_directory(
-    tmp_path, monkeypatch
-):
+def test_the_recorded_command_has_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
     from hyperlab.cli import command_line
 
     monkeypatch.chdir(tmp_path)
@@ -116,8 +114,9 @@ def test_a_solver_that_does_not_converge_is_one_line(tmp_path, capsys, monkeypat
     from hyperlab.kernels import NotConvergedError
 
     def fake_run(name, **kw):
-        raise NotConvergedError("CG reached relative residual 3e-3 > tol 1e-6 after 10 "
-                                "iterations\nraise max_iter or the preconditioner rank")  # fmt: skip
+        lines = ["CG reached relative residual 3e-3 > tol 1e-6 after 10 iterations",
+                 "raise max_iter or the preconditioner rank"]  # fmt: skip
+        raise NotConvergedError("\n".join(lines))
 
     monkeypatch.setattr(cli, "run_experiment", fake_run)
     assert main(["run", "infinite-width-representation", "--preset", "tiny", "--out",

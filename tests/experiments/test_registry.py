@@ -9,8 +9,7 @@ import torch
 
 import hyperlab.train
 from hyperlab.cli import main
-from hyperlab.experiments import discover, get_experiment, run_experiment
-from hyperlab.experiments import runner
+from hyperlab.experiments import discover, get_experiment, run_experiment, runner
 from hyperlab.experiments.claims import Claim
 
 NAMES = sorted(discover())
