@@ -9,6 +9,8 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+import hyperlab
+from hyperlab.data import fetch_dataset
 from hyperlab.experiments.base import (
     UnknownExperimentError,
     describe_experiment,
@@ -20,6 +22,7 @@ from hyperlab.experiments.config import parse_overrides
 from hyperlab.experiments.runner import run_experiment
 from hyperlab.io import CheckpointError
 from hyperlab.kernels import NotConvergedError
+from hyperlab.report import write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,9 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="hyperlab",
         description="Hypernetworks on PyTorch: reproduce the papers' figures and tables.",
     )
-    from hyperlab import __version__
-
-    p.add_argument("--version", action="version", version=f"hyperlab {__version__}")
+    p.add_argument("--version", action="version", version=f"hyperlab {hyperlab.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments and the figure or table each reproduces")
     show = sub.add_parser("show", help="an experiment's config keys: type, value per preset, "
@@ -147,8 +148,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from hyperlab.data import fetch_dataset
-
     for name in args.datasets:
         paths = fetch_dataset(name, args.data_dir)
         folder = next(iter(paths.values())).parent
@@ -157,8 +156,6 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hyperlab.report import write_report
-
     text, out = write_report(args.dirs, args.out, args.title)
     if out is None:
         print(text, end="")

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
 from hyperlab.io import atomic_write_bytes  # noqa: E402
 
@@ -37,8 +38,6 @@ MODEL_STYLES: dict[str, dict[str, object]] = {
 def readable_log_axis(axis) -> None:
     """Label minor ticks of a log axis when it spans less than two decades (else there are
     only one or two labels)."""
-    from matplotlib.ticker import LogFormatterSciNotation
-
     axis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 1)))
 
 

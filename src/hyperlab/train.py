@@ -723,7 +723,7 @@ class _EpochLog:
         self.writer: Any = None
         if folder is not None:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # optional: the extra
             except ImportError:  # tensorboard is an optional extra
                 return
             self.writer = SummaryWriter(log_dir=str(folder / "tensorboard"))

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from hyperlab.generative.gauge import Layer, layers_of
+from hyperlab.generative.entropy import authors_entropy, kl_entropy
+from hyperlab.generative.gauge import Layer, gauge_fix, layers_of
 from hyperlab.primary import ConvNet, Primary, check_finite
 from hyperlab.rng import seeded
 
@@ -301,9 +302,6 @@ def generative_loss(
     generator, the CE and the entropy stay in float32. Returns (loss, parts) with parts
     ``ce``, ``entropy``, ``accuracy`` (detached).
     """
-    from hyperlab.generative.entropy import authors_entropy, kl_entropy
-    from hyperlab.generative.gauge import gauge_fix
-
     if images.dim() < 3 or labels.shape != images.shape[:2]:
         raise ValueError(
             f"images/labels: expected (B, G, ...) and (B, G), got {tuple(images.shape)} and "

@@ -26,6 +26,7 @@ from typing import Literal, TypeVar
 import torch
 from torch import Tensor
 
+from hyperlab.hypernet import FullHead, HyperModel
 from hyperlab.primary import LEAKY_SLOPE, MLP, activation_gain
 
 __all__ = [
@@ -446,8 +447,6 @@ class HyperKernel:
     def from_model(cls, model, **kw) -> HyperKernel:
         """The kernel of a :class:`~hyperlab.hypernet.HyperModel` with MLP f (full head) and g,
         both in NTK parameterization. ``kw`` sets z_kernel, lengthscale, variant, ..."""
-        from hyperlab.hypernet import FullHead, HyperModel
-
         if not isinstance(model, HyperModel):
             raise TypeError(f"model: expected a HyperModel, got {type(model)}")
         f = model.f

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
+from hyperlab.hypernet import FullHead, HyperModel
+
 __all__ = [
     "empirical_ntk",
     "module_ntk",
@@ -258,8 +260,6 @@ def hyper_ntk(
     never enters a Jacobian; other heads use vjps J_f(x)ᵀ G(u). ``'jacobian'``/``'ntk_vp'``
     differentiate h directly (:func:`module_ntk`).
     """
-    from hyperlab.hypernet import FullHead, HyperModel
-
     if not isinstance(model, HyperModel):
         raise TypeError(f"model: expected a HyperModel, got {type(model)}")
     if (x2 is None) != (z2 is None):
@@ -275,7 +275,24 @@ def hyper_ntk(
     if method != "factorised":
         raise ValueError(f"method: expected 'factorised', 'jacobian' or 'ntk_vp', got {method!r}")
     f, g = model.f, model.g
-    for xa, za, (xn, zn) in ((x1, z1, ("x", "z")), (x2, z2, ("x2", "z2"))):
+    _check_hyper_inputs(model, ((x1, z1, ("x", "z")), (x2, z2, ("x2", "z2"))))
+    layout = g.layout
+
+    def g_single(theta: Tensor, z: Tensor) -> Tensor:
+        return g(z.unsqueeze(0), layout.unflatten(theta)).reshape(-1)
+
+    g_jac = vmap(jacrev(g_single))  # (c, O, N_g)
+    sides = ((x1, z1), (x2, z2))
+    parts = _full_head_parts if isinstance(f.head, FullHead) else _generic_head_parts
+    make, contract = parts(f, g_jac, sides)
+    n, m = x1.shape[0], x2.shape[0]
+    return _finish(_pairwise(make, n, m, int(chunk_size), symmetric, contract))
+
+
+def _check_hyper_inputs(model: HyperModel, sides) -> None:
+    """Shapes of (x, z) and (x2, z2) against f's input and g's."""
+    f, g = model.f, model.g
+    for xa, za, (xn, zn) in sides:
         _as_tuple((xa, za), f"({xn}, {zn})")
         if xa.dim() != 2 or xa.shape[-1] != f.cond_features:
             raise ValueError(
@@ -286,62 +303,65 @@ def hyper_ntk(
                 f"{zn} (g's input): expected shape (N, {', '.join(map(str, g.in_shape))}), "
                 f"got {tuple(za.shape)}"
             )
-    layout = g.layout
 
-    def g_single(theta: Tensor, z: Tensor) -> Tensor:
-        return g(z.unsqueeze(0), layout.unflatten(theta)).reshape(-1)
 
-    g_jac = vmap(jacrev(g_single))  # (c, O, N_g)
-    head = f.head
-    trunk_params = {k: p.detach() for k, p in f.trunk.named_parameters() if p.requires_grad}
-
+def _trunk_fn(f: nn.Module):
     def trunk_fn(p, x):
         return functional_call(f.trunk, p, (x.unsqueeze(0),)).squeeze(0)
 
-    if isinstance(head, FullHead):
-        weight, scale = head.weight.detach(), head.scale
-        bias_on = head.trains_bias
+    return trunk_fn
 
-        def make(s: slice, is_left: bool) -> dict[str, Tensor]:
-            x, z = (x1, z1) if is_left else (x2, z2)
-            x, z = x[s], z[s]
-            with torch.no_grad():
-                e = f.features(x)  # (c, d)
-                theta = head(e)
-            gj = g_jac(theta, z)  # (c, O, N_g)
-            out = {"e": e, "G": gj}
-            if trunk_params:
-                r = scale * gj @ weight  # (c, O, d): s·Aᵀ G
-                out.update(_trunk_vjps(trunk_fn, trunk_params, x, r))
-            return out
 
-        def contract(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
-            ee = scale**2 * (a["e"] @ b["e"].T) + (1.0 if bias_on else 0.0)
-            k = ee[:, :, None, None] * torch.einsum("iak,jbk->ijab", a["G"], b["G"])
-            rest = {n: t for n, t in a.items() if n not in ("e", "G")}
-            if rest:
-                k = k + _contract(rest, {n: b[n] for n in rest})
-            return k
+def _full_head_parts(f, g_jac, sides):
+    """Eq. 12 with a linear head: per chunk e, G and the trunk's vjps of s·AᵀG; the pair
+    kernel (s² e·e' + [c trained]) G·G' + the trunk's part."""
+    head = f.head
+    weight, scale = head.weight.detach(), head.scale
+    bias_on = head.trains_bias
+    trunk_params = {k: p.detach() for k, p in f.trunk.named_parameters() if p.requires_grad}
+    trunk_fn = _trunk_fn(f)
 
-    else:
-        f_params = {k: p.detach() for k, p in f.named_parameters() if p.requires_grad}
+    def make(s: slice, is_left: bool) -> dict[str, Tensor]:
+        x, z = sides[0] if is_left else sides[1]
+        x, z = x[s], z[s]
+        with torch.no_grad():
+            e = f.features(x)  # (c, d)
+            theta = head(e)
+        gj = g_jac(theta, z)  # (c, O, N_g)
+        out = {"e": e, "G": gj}
+        if trunk_params:
+            r = scale * gj @ weight  # (c, O, d): s·Aᵀ G
+            out.update(_trunk_vjps(trunk_fn, trunk_params, x, r))
+        return out
 
-        def f_flat(p, x):
-            out = functional_call(f.head, _sub(p, "head."), (trunk_fn(_sub(p, "trunk."), x),))
-            return out
+    def contract(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
+        ee = scale**2 * (a["e"] @ b["e"].T) + (1.0 if bias_on else 0.0)
+        k = ee[:, :, None, None] * torch.einsum("iak,jbk->ijab", a["G"], b["G"])
+        rest = {n: t for n, t in a.items() if n not in ("e", "G")}
+        if rest:
+            k = k + _contract(rest, {n: b[n] for n in rest})
+        return k
 
-        def make(s: slice, is_left: bool) -> dict[str, Tensor]:
-            x, z = (x1, z1) if is_left else (x2, z2)
-            x, z = x[s], z[s]
-            with torch.no_grad():
-                theta = f.flat(x)
-            gj = g_jac(theta, z)
-            return _trunk_vjps(f_flat, f_params, x, gj)
+    return make, contract
 
-        contract = _contract
 
-    n, m = x1.shape[0], x2.shape[0]
-    return _finish(_pairwise(make, n, m, int(chunk_size), symmetric, contract))
+def _generic_head_parts(f, g_jac, sides):
+    """Any other head: vjps J_f(x)ᵀ G(u) through f as a whole."""
+    f_params = {k: p.detach() for k, p in f.named_parameters() if p.requires_grad}
+    trunk_fn = _trunk_fn(f)
+
+    def f_flat(p, x):
+        return functional_call(f.head, _sub(p, "head."), (trunk_fn(_sub(p, "trunk."), x),))
+
+    def make(s: slice, is_left: bool) -> dict[str, Tensor]:
+        x, z = sides[0] if is_left else sides[1]
+        x, z = x[s], z[s]
+        with torch.no_grad():
+            theta = f.flat(x)
+        gj = g_jac(theta, z)
+        return _trunk_vjps(f_flat, f_params, x, gj)
+
+    return make, _contract
 
 
 def _sub(p: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

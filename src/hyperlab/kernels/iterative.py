@@ -313,13 +313,33 @@ def fit_kernel_regression_cg(
     def apply(v: Tensor) -> Tensor:
         return op.matvec(v) + reg[:, :, None] * v
 
+    x, rel, it, history = _pcg(apply, precond, b, tol, max_iter, progress)
+    # the recursive residual drifts from the true one: check it with one more product
+    b_norm = b.norm(dim=1, keepdim=True).clamp_min(torch.finfo(F64).tiny)
+    true = ((b - apply(x)).norm(dim=1, keepdim=True) / b_norm).amax(dim=(1, 2))
+    residual = {k: float(true[i]) for i, k in enumerate(names)}
+    if rel > tol or max(residual.values()) > 10 * tol:
+        raise NotConvergedError(
+            f"fit_kernel_regression_cg: relative residual {max(residual.values()):.3g} > tol "
+            f"{tol:g} after {it} iterations (max_iter={max_iter}, rank={rank}); raise max_iter "
+            "or rank, loosen tol, or increase eps"
+        )
+    return CGFit(kernel=kernel, train=train, alpha={k: x[i] for i, k in enumerate(names)},
+                 iterations=it, residual=residual, rank=rank, history=history, block_size=block,
+                 dtype=dtype, squeeze=squeeze, single=single)  # fmt: skip
+
+
+def _pcg(apply, precond, b: Tensor, tol: float, max_iter: int, progress: bool):
+    """Preconditioned conjugate gradients on S systems × T columns at once (b: (S, N, T));
+    a column that reached ``tol`` stays put. Returns (x, last relative residual, iterations,
+    residual per iteration)."""
     x = torch.zeros_like(b)
     r = b.clone()
     b_norm = b.norm(dim=1, keepdim=True).clamp_min(torch.finfo(F64).tiny)  # (S, 1, T)
     z = precond(r)
     p = z.clone()
     rz = (r * z).sum(1, keepdim=True)
-    history = []
+    history: list[float] = []
     bar = tqdm(total=max_iter, desc="CG", disable=not progress or _world()[0] != 0)
     rel = (r.norm(dim=1, keepdim=True) / b_norm).amax()
     it = 0
@@ -341,15 +361,4 @@ def fit_kernel_regression_cg(
         bar.update()
         bar.set_postfix(residual=f"{float(rel):.2e}")
     bar.close()
-    # the recursive residual drifts from the true one: check it with one more product
-    true = ((b - apply(x)).norm(dim=1, keepdim=True) / b_norm).amax(dim=(1, 2))
-    residual = {k: float(true[i]) for i, k in enumerate(names)}
-    if float(rel) > tol or max(residual.values()) > 10 * tol:
-        raise NotConvergedError(
-            f"fit_kernel_regression_cg: relative residual {max(residual.values()):.3g} > tol "
-            f"{tol:g} after {it} iterations (max_iter={max_iter}, rank={rank}); raise max_iter "
-            "or rank, loosen tol, or increase eps"
-        )
-    return CGFit(kernel=kernel, train=train, alpha={k: x[i] for i, k in enumerate(names)},
-                 iterations=it, residual=residual, rank=rank, history=history, block_size=block,
-                 dtype=dtype, squeeze=squeeze, single=single)  # fmt: skip
+    return x, float(rel), it, history

@@ -8,6 +8,8 @@ first-layer filters (Fig. 3).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from hyperlab.data import load_mnist
 from hyperlab.experiments.base import RunContext
 from hyperlab.experiments.config import Config, param
 from hyperlab.generative import gauge_fix
@@ -76,10 +79,25 @@ ANALYSIS_TINY = ANALYSIS_QUICK | {
 }  # fmt: skip
 
 
+#: The headline statistics both experiments copy to the top of their metrics.
+HEADLINE_KEYS = ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
+                 "wrong_prediction_iou")  # fmt: skip
+
+
+def headline(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`HEADLINE_KEYS` of one model's analyses."""
+    return {key: stats[key] for key in HEADLINE_KEYS}
+
+
+def config_key(cfg: Config, keys: tuple[str, ...]) -> str:
+    """Short hash of the settings that shape a trained model but are not in TrainConfig, so a
+    changed setting never resumes a checkpoint trained with another (fit() checks the rest)."""
+    blob = json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
 def mnist_data(ctx: RunContext) -> dict[str, Tensor]:
     """Training images (uint8) and labels; test images in [0, 1] on the run's device."""
-    from hyperlab.data import load_mnist
-
     cfg = ctx.config
     xtr, ytr = load_mnist("train", data_dir=ctx.data_dir, download=cfg.download)
     xte, yte = load_mnist("test", data_dir=ctx.data_dir, download=cfg.download)

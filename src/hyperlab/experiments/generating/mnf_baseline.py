@@ -20,13 +20,16 @@ from hyperlab.experiments.generating.analyses import (
     ANALYSIS_QUICK,
     ANALYSIS_TINY,
     AnalysisConfig,
+    config_key,
+    headline,
     hist_figure,
     mnist_data,
     run_analyses,
     summary_rows,
 )
-from hyperlab.experiments.generating.mnist import config_key
 from hyperlab.experiments.papers import GENERATING
+from hyperlab.generative.mnf import MNFNetwork
+from hyperlab.primary import ConvNet
 from hyperlab.runtime import keep_freed_memory
 
 PAPER_REF = "Sec. 4.2 (MNFG)"
@@ -71,9 +74,6 @@ class _MNFLoss:
 def train_mnf(ctx: RunContext, data: Mapping[str, Tensor], cfg: MNFConfig):
     """Train MNF with ``cfg``'s settings on ``data`` (checkpointed per settings); returns the
     model in eval mode and its training record (seconds, steps, per-epoch history)."""
-    from hyperlab import ConvNet
-    from hyperlab.generative.mnf import MNFNetwork
-
     mnf = MNFNetwork(ConvNet(), flows_q=cfg.flows_q, flows_r=cfg.flows_r,
                      flow_hidden=cfg.flow_hidden, thres_var=cfg.thres_var,
                      prior_var=cfg.prior_var, generator=ctx.generator("init", "mnf"))  # fmt: skip
@@ -100,9 +100,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     figures = run_analyses(ctx, mnf, data, "mnf", hist, metrics)
     main = metrics.pop("mnf")
     figures.insert(0, hist_figure(ctx, {"MNF": hist["mnf"]}))
-    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
-                "wrong_prediction_iou"):  # fmt: skip
-        metrics[key] = main[key]
+    metrics.update(headline(main))
     metrics["analyses"] = main
     metrics["training"] = training
     return {"metrics": metrics, "figures": figures}

@@ -8,8 +8,6 @@ first-layer filters (:mod:`.analyses`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 import warnings
@@ -29,14 +27,21 @@ from hyperlab.experiments.generating.analyses import (
     ANALYSIS_QUICK,
     ANALYSIS_TINY,
     AnalysisConfig,
+    config_key,
     generate,
+    headline,
     hist_figure,
     mnist_data,
     population_stats,
     run_analyses,
     summary_rows,
 )
+from hyperlab.experiments.generating.mnf_baseline import MNFConfig, train_mnf
 from hyperlab.experiments.papers import GENERATING
+from hyperlab.generative import GenerativeHyperNetwork, generative_loss
+from hyperlab.generative.analysis import accuracies, predict_logits
+from hyperlab.generative.model import recalibrate_batch_norm
+from hyperlab.primary import ConvNet
 from hyperlab.runtime import keep_freed_memory
 
 PAPER_REF = "Sec. 4.2"
@@ -97,13 +102,6 @@ _MODEL_KEYS = ("noise_dim", "extractor_hidden", "code_size", "bn_offset_scale", 
                "authors_sum_quirk", "noise_batch")  # fmt: skip
 
 
-def config_key(cfg: Any, keys: tuple[str, ...]) -> str:
-    """Short hash of the settings that shape a trained model but are not in TrainConfig, so a
-    changed setting never resumes a checkpoint trained with another (fit() checks the rest)."""
-    blob = json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
 class _Loss:
     """fit() loss: one minibatch of B·G images -> B generated networks, G images each."""
 
@@ -122,8 +120,6 @@ class _Loss:
         return out
 
     def __call__(self, model, batch: Mapping[str, Tensor]) -> Tensor:
-        from hyperlab.generative import generative_loss
-
         x, y = batch["x"], batch["y"]
         g = x.shape[0] // self.b
         if g == 0:
@@ -142,10 +138,6 @@ class _Loss:
 
 def train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
     """Train the generator at one λ (checkpointed per λ and model settings)."""
-    from hyperlab import ConvNet
-    from hyperlab.generative import GenerativeHyperNetwork
-    from hyperlab.generative.model import recalibrate_batch_norm
-
     cfg = ctx.config
     gen = GenerativeHyperNetwork(
         ConvNet(), cfg.noise_dim, extractor_hidden=cfg.extractor_hidden,
@@ -193,8 +185,6 @@ def _hist_label(tag: str) -> str:
 def mnf_comparison(ctx: RunContext, data: Mapping[str, Tensor], hist: dict) -> dict[str, Any]:
     """The MNF baseline trained ``mnf_epochs`` epochs in this run, through the same accuracy
     and diversity statistics as the generator (Fig. 2(c), Fig. 5)."""
-    from hyperlab.experiments.generating.mnf_baseline import MNFConfig, train_mnf
-
     mnf, training = train_mnf(ctx, data, MNFConfig(epochs=ctx.config.mnf_epochs))
     stats, acc, _ = population_stats(ctx, mnf, data, "mnf")
     hist["mnf"] = acc.tolist()
@@ -203,8 +193,6 @@ def mnf_comparison(ctx: RunContext, data: Mapping[str, Tensor], hist: dict) -> d
 
 def compute(ctx: RunContext) -> dict[str, Any]:
     """Train at every λ; full analyses for the main λ, histograms for the others."""
-    from hyperlab.generative.analysis import accuracies, predict_logits
-
     cfg = ctx.config
     data = mnist_data(ctx)
     metrics: dict[str, Any] = {"per_lambda": {}, "training": {}}
@@ -235,9 +223,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
         metrics["mnf"] = mnf_comparison(ctx, data, hist)
     figures.insert(0, hist_figure(ctx, {_hist_label(k): v for k, v in hist.items()}))
     figures.insert(1, training_figure(ctx, metrics["training"]))
-    for key in ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "prediction_disagreement",
-                "wrong_prediction_iou"):  # fmt: skip
-        metrics[key] = main[key]
+    metrics.update(headline(main))
     metrics["main_lambda"] = cfg.main_lambda
     metrics["analyses"] = main
     return {"metrics": metrics, "figures": figures}

@@ -161,32 +161,43 @@ def _beats(a: float, b: float) -> bool:
     return bool(a > b)
 
 
-def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
-    """Final, first-epoch and mean-over-epochs accuracy per setting; the width/depth claims."""
-    cfg = ctx.config
-    acc, diverged = raw["accuracy"], raw["diverged"]
+def setting_stats(acc: dict[str, dict[str, list[list[float]]]]) -> dict[str, Any]:
+    """Per (depth, width): final, initial, epoch-1 and mean-over-epochs accuracy (means over
+    seeds, diverged runs left out), the final std, and which runs stayed at chance."""
 
     def per_setting(stat) -> dict[str, dict[str, float]]:
         return {dep: {w: nanmean([stat(r) for r in runs]) for w, runs in by_w.items()}
                 for dep, by_w in acc.items()}  # fmt: skip
 
-    final = per_setting(lambda r: r[-1])
-    final_std = {dep: {w: nanstd([r[-1] for r in runs]) for w, runs in by_w.items()}
-                 for dep, by_w in acc.items()}  # fmt: skip
-    initial = per_setting(lambda r: r[0])
-    first_epoch = per_setting(lambda r: r[1])
-    # mean accuracy over the training epochs: the area under the curve ("trains faster")
-    mean_curve = per_setting(lambda r: float(np.mean(r[1:])))
-    widths = [str(w) for w in cfg.g_widths]
-    depths = [str(h) for h in cfg.g_depths]
     chance = 1.0 / 12.0
-    n_div = {dep: {w: sum(e is not None for e in v) for w, v in by.items()}
-             for dep, by in diverged.items()}  # fmt: skip
-    # an outcome, not a failure: the final accuracy stayed below twice chance
-    at_chance = {dep: {w: [bool(math.isfinite(r[-1]) and r[-1] < 2 * chance) for r in runs]
-                       for w, runs in by_w.items()} for dep, by_w in acc.items()}  # fmt: skip
+    return {
+        "final": per_setting(lambda r: r[-1]),
+        "final_std": {
+            dep: {w: nanstd([r[-1] for r in runs]) for w, runs in by_w.items()}
+            for dep, by_w in acc.items()
+        },  # fmt: skip
+        "initial": per_setting(lambda r: r[0]),
+        "first_epoch": per_setting(lambda r: r[1]),
+        # mean accuracy over the training epochs: the area under the curve ("trains faster")
+        "mean_curve": per_setting(lambda r: float(np.mean(r[1:]))),
+        # an outcome, not a failure: the final accuracy stayed below twice chance
+        "at_chance": {
+            dep: {
+                w: [bool(math.isfinite(r[-1]) and r[-1] < 2 * chance) for r in runs]
+                for w, runs in by_w.items()
+            }
+            for dep, by_w in acc.items()
+        },  # fmt: skip
+        "chance": chance,
+    }
+
+
+def width_claims(st: dict[str, Any], depths: list[str], widths: list[str]) -> list[Claim]:
+    """Fig. 2's width claims at every depth: the widest g beats the narrowest at the end and
+    after epoch 1 (two widths needed)."""
+    final, first_epoch = st["final"], st["first_epoch"]
     claims = []
-    for dep in depths if len(widths) > 1 else []:  # width claims need two widths
+    for dep in depths if len(widths) > 1 else []:
         lo, hi = widths[0], widths[-1]
         claims.append(Claim(
             f"g depth {dep}: the widest g ends more accurate than the narrowest", PAPER_REF,
@@ -199,52 +210,61 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
             {f"epoch1_width_{hi}": first_epoch[dep][hi],
              f"epoch1_width_{lo}": first_epoch[dep][lo]},
         ))  # fmt: skip
-    if len(depths) > 1:
-        top, bottom, wide = depths[0], depths[-1], widths[-1]
-        claims.append(Claim(
+    return claims
+
+
+def depth_claims(st: dict[str, Any], depths: list[str], widths: list[str]) -> list[Claim]:
+    """Fig. 2's depth claims: the shallowest g beats the deepest, and the curves fall with
+    depth at every width (two depths needed)."""
+    if len(depths) < 2:
+        return []
+    final, mean_curve = st["final"], st["mean_curve"]
+    top, bottom, wide = depths[0], depths[-1], widths[-1]
+    claims = [
+        Claim(
             "at the widest g, the shallowest g ends more accurate than the deepest", PAPER_REF,
             _beats(final[top][wide], final[bottom][wide]),
             {f"final_depth_{top}": final[top][wide], f"final_depth_{bottom}": final[bottom][wide]},
-        ))  # fmt: skip
-        claims.append(Claim(
+        ),
+        Claim(
             "at every width, the shallowest g ends more accurate than the deepest", PAPER_REF,
             all(_beats(final[top][w], final[bottom][w]) for w in widths),
             {f"final_depth_{top}": [final[top][w] for w in widths],
              f"final_depth_{bottom}": [final[bottom][w] for w in widths], "widths": widths},
-        ))  # fmt: skip
-        claims.append(Claim(
+        ),
+        Claim(
             "at every width, the shallowest g trains faster (higher accuracy averaged over the "
             "epochs) than the deepest", PAPER_REF,
             all(_beats(mean_curve[top][w], mean_curve[bottom][w]) for w in widths),
             {f"mean_over_epochs_depth_{top}": [mean_curve[top][w] for w in widths],
              f"mean_over_epochs_depth_{bottom}": [mean_curve[bottom][w] for w in widths]},
-        ))  # fmt: skip
-    if len(depths) > 1:
-        # judged on the curves: at every width, each deeper g's accuracy averaged over the
-        # epochs and its final accuracy are not above the shallower one's (0.01 slack for
-        # settings that all stay at chance), and the shallowest beats the deepest
-        slack = 0.01
-        ok = all(
-            mean_curve[b][w] <= mean_curve[a][w] + slack and final[b][w] <= final[a][w] + slack
-            for w in widths
-            for a, b in zip(depths[:-1], depths[1:], strict=True)
-        ) and all(_beats(mean_curve[depths[0]][w], mean_curve[depths[-1]][w]) for w in widths)
-        claims.append(Claim(
-            "with f wide and fixed, a deeper g trains slower and ends lower (curves: accuracy "
-            "averaged over the epochs and final accuracy fall with depth at every width)",
-            PAPER_REF, ok,
-            {"depths": depths, "widths": widths,
-             "mean_over_epochs": {d: [mean_curve[d][w] for w in widths] for d in depths},
-             "final": {d: [final[d][w] for w in widths] for d in depths}},
-        ))  # fmt: skip
-    if len(depths) > 1 and len(widths) > 1:
-        claims.append(Claim(
-            "Fig. 2: a wider and shallower g trains faster and reaches higher test accuracy "
-            "(widest beats narrowest at every depth, at epoch 1 and at the end; shallowest beats "
-            "deepest at every width, averaged over epochs and at the end)", PAPER_REF,
-            all(c.held for c in claims),
-            {"claims_held": sum(bool(c.held) for c in claims), "claims": len(claims)},
-        ))  # fmt: skip
+        ),
+    ]  # fmt: skip
+    # judged on the curves: at every width, each deeper g's accuracy averaged over the
+    # epochs and its final accuracy are not above the shallower one's (0.01 slack for
+    # settings that all stay at chance), and the shallowest beats the deepest
+    slack = 0.01
+    ok = all(
+        mean_curve[b][w] <= mean_curve[a][w] + slack and final[b][w] <= final[a][w] + slack
+        for w in widths
+        for a, b in zip(depths[:-1], depths[1:], strict=True)
+    ) and all(_beats(mean_curve[depths[0]][w], mean_curve[depths[-1]][w]) for w in widths)
+    claims.append(Claim(
+        "with f wide and fixed, a deeper g trains slower and ends lower (curves: accuracy "
+        "averaged over the epochs and final accuracy fall with depth at every width)",
+        PAPER_REF, ok,
+        {"depths": depths, "widths": widths,
+         "mean_over_epochs": {d: [mean_curve[d][w] for w in widths] for d in depths},
+         "final": {d: [final[d][w] for w in widths] for d in depths}},
+    ))  # fmt: skip
+    return claims
+
+
+def _rows_and_notes(cfg: DynamicsConfig, st: dict[str, Any], n_div: dict, depths: list[str],
+                    widths: list[str]) -> tuple[list, list[str], float]:  # fmt: skip
+    """The comparison rows (final accuracy per setting, with what diverged or stayed at
+    chance), the best final accuracy, and the notes on the model and protocol."""
+    final, final_std, at_chance = st["final"], st["final_std"], st["at_chance"]
 
     def outcome(dep: str, w: str) -> str:
         out = []
@@ -262,25 +282,15 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
     ]  # fmt: skip
     best = max((v for by in final.values() for v in by.values() if math.isfinite(v)), default=0.0)
     comparison.append(("best final test accuracy (chance 1/12 = 0.083)", "-", f"{best:.3f}"))
+    return comparison, _notes(cfg), best
+
+
+def _notes(cfg: DynamicsConfig) -> list[str]:
     opt_desc = (
         "SGD without momentum, as the paper"
         if cfg.optimizer == "sgd" and not cfg.momentum
         else f"{cfg.optimizer} (momentum {cfg.momentum}), not the paper's plain SGD"
     )
-    metrics = {
-        "accuracy": acc,
-        "final_accuracy": final,
-        "final_accuracy_std": final_std,
-        "stayed_at_chance": at_chance,
-        "initial_accuracy": initial,
-        "first_epoch_accuracy": first_epoch,
-        "mean_accuracy_over_epochs": mean_curve,
-        "diverged_at_epoch": diverged,
-        "diverged_runs": n_div,
-        "chance": chance,
-        "best_final_accuracy": best,
-        "learned_above_chance": bool(best > 2 * chance),
-    }
     f_desc = f"d-{'-'.join([str(cfg.f_width)] * (cfg.f_depth - 1))}"
     model_desc = {
         "authors": f"the released model (notes B.4): f = {f_desc}-{cfg.f_bottleneck}-N_g (ReLU, "
@@ -292,7 +302,7 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
         "hyperlab": f"hyperlab's model: f = {f_desc}-N_g with a hyperfan-in head, g a bias-free "
         "ReLU MLP (the released code used PyTorch's default init and a 100-wide bottleneck)",
     }[cfg.model]
-    notes = [
+    return [
         f"{model_desc}; {opt_desc}, lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs on "
         f"{cfg.n_train} images (new angles every epoch), test on {cfg.n_test}; labels: nearest "
         "multiple of 30 degrees of the relative angle a2 (notes B.4)",
@@ -304,6 +314,41 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
         "diverged_at_epoch (null: did not diverge); means leave NaN out; in the claims a "
         "setting whose every run diverged ranks below any that trained",
     ]
+
+
+def summarise(ctx: RunContext[DynamicsConfig], raw: dict[str, Any]) -> Result:
+    """Final, first-epoch and mean-over-epochs accuracy per setting; the width/depth claims."""
+    cfg = ctx.config
+    acc, diverged = raw["accuracy"], raw["diverged"]
+    st = setting_stats(acc)
+    widths = [str(w) for w in cfg.g_widths]
+    depths = [str(h) for h in cfg.g_depths]
+    n_div = {dep: {w: sum(e is not None for e in v) for w, v in by.items()}
+             for dep, by in diverged.items()}  # fmt: skip
+    claims = width_claims(st, depths, widths) + depth_claims(st, depths, widths)
+    if len(depths) > 1 and len(widths) > 1:
+        claims.append(Claim(
+            "Fig. 2: a wider and shallower g trains faster and reaches higher test accuracy "
+            "(widest beats narrowest at every depth, at epoch 1 and at the end; shallowest beats "
+            "deepest at every width, averaged over epochs and at the end)", PAPER_REF,
+            all(c.held for c in claims),
+            {"claims_held": sum(bool(c.held) for c in claims), "claims": len(claims)},
+        ))  # fmt: skip
+    comparison, notes, best = _rows_and_notes(cfg, st, n_div, depths, widths)
+    metrics = {
+        "accuracy": acc,
+        "final_accuracy": st["final"],
+        "final_accuracy_std": st["final_std"],
+        "stayed_at_chance": st["at_chance"],
+        "initial_accuracy": st["initial"],
+        "first_epoch_accuracy": st["first_epoch"],
+        "mean_accuracy_over_epochs": st["mean_curve"],
+        "diverged_at_epoch": diverged,
+        "diverged_runs": n_div,
+        "chance": st["chance"],
+        "best_final_accuracy": best,
+        "learned_above_chance": bool(best > 2 * st["chance"]),
+    }
     return Result(metrics=metrics, claims=claims, comparison=comparison, notes=notes)
 
 

@@ -126,6 +126,8 @@ def run(ctx: RunContext) -> Result:
     counts: list[dict] = []
     metrics, table = sweep(
         ctx,
+        conventions=cfg,
+        tuning=cfg,
         values=depths,
         make_task=lambda s: colorization_task(ctx, s),
         builders={"hypernetwork": hyper, "embedding": emb},

@@ -47,6 +47,8 @@ def run(ctx: RunContext) -> Result:
 
     metrics, table = sweep(
         ctx,
+        conventions=cfg,
+        tuning=cfg,
         values=steps,
         make_task=lambda s: rotation_task(ctx, s),
         builders=rotation_builders(

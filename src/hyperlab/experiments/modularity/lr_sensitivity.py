@@ -43,7 +43,8 @@ def run(ctx: RunContext) -> Result:
         make_task=lambda s: rotation_task(ctx, s),
         builders={name: (lambda v, g, b=b: b(k, g)) for name, b in builders.items()},
         lr=lambda name, v: v,
-        tune=False,
+        conventions=cfg,
+        tuning=None,
     )
     metrics = {"lrs": lrs, "depth": k, "dataset": cfg.dataset, **metrics}
     h, e = metrics["hypernetwork_error"], metrics["embedding_error"]

@@ -45,6 +45,8 @@ def run(ctx: RunContext) -> Result:
     counts: list[dict] = []
     metrics, table = sweep(
         ctx,
+        conventions=cfg,
+        tuning=cfg,
         values=depths,
         make_task=lambda s: rotation_task(ctx, s),
         builders=rotation_builders(cfg, f_hidden=lambda k: hidden_widths(cfg, int(k))),

@@ -193,19 +193,20 @@ def last_epochs_mean(curve: Sequence[float], n: int = 3) -> float:
 
 
 def tune_lr(
-    ctx: RunContext,
+    ctx: RunContext[Any],
     build: Callable[[torch.Generator], nn.Module],
     task: Task,
     key: Sequence[object],
+    tuning: TunedSweepConfig,
+    conventions: Conventions,
 ) -> dict[str, Any]:
     """Learning-rate search: train on the first (1 - val_fraction) of the training set for
     each candidate, score ``task.primary`` on the held-out rest, return the best (lowest)."""
-    cfg = ctx.config
     train = task.data["train"]
     n = next(iter(train.values())).shape[0]
-    n_val = max(1, int(round(n * cfg.val_fraction)))
+    n_val = max(1, int(round(n * tuning.val_fraction)))
     if n_val >= n:
-        raise ConfigError(f"val_fraction: {cfg.val_fraction} leaves no training data")
+        raise ConfigError(f"val_fraction: {tuning.val_fraction} leaves no training data")
     part = {k: v[: n - n_val] for k, v in train.items()}
     val = task.freeze({k: v[n - n_val :] for k, v in train.items()}, "val")
     val_task = Task(
@@ -216,32 +217,79 @@ def tune_lr(
         primary=task.primary,
         transform=task.transform,
     )
-    epochs = cfg.tune_epochs or cfg.epochs
+    epochs = tuning.tune_epochs or tuning.epochs
     scores = []
-    for lr in cfg.tune_lrs:
+    for lr in tuning.tune_lrs:
         model = build(ctx.generator("tune-init", *key))
-        if isinstance(cfg, Conventions):
-            model = cfg.finish(model, ctx.generator("tune-trunk-init", *key))
+        model = conventions.finish(model, ctx.generator("tune-trunk-init", *key))
         res = fit_eval(ctx, model, val_task, lr=lr, epochs=epochs, key=("tune", *key))
         scores.append(res[task.primary])
-    finite = [(s, lr) for s, lr in zip(scores, cfg.tune_lrs, strict=True) if math.isfinite(s)]
-    best = min(finite)[1] if finite else cfg.lr
-    return {"lrs": list(cfg.tune_lrs), "val_scores": scores, "best_lr": float(best)}
+    finite = [(s, lr) for s, lr in zip(scores, tuning.tune_lrs, strict=True) if math.isfinite(s)]
+    best = min(finite)[1] if finite else tuning.lr
+    return {"lrs": list(tuning.tune_lrs), "val_scores": scores, "best_lr": float(best)}
+
+
+def _rate_rule(cfg: SweepConfig, values: Sequence[Any], lr: Callable[[str, Any], float] | None,
+               tune: bool) -> Callable[[str, Any], float]:  # fmt: skip
+    """The learning rate per (model, value): ``lr``, else ``lr_per_value``, else ``cfg.lr``."""
+    per_value = cfg.lr_per_value
+    if per_value is not None and (lr is not None or tune):
+        why = "the learning-rate search picks them" if tune else "it sweeps the learning rate"
+        raise ConfigError(f"lr_per_value: not used by this run ({why}); leave it unset")
+    if per_value is not None:
+        if len(per_value) != len(values):
+            raise ConfigError(f"lr_per_value: expected {len(values)} learning rates (one per "
+                              f"swept value {list(values)}), got {per_value}")  # fmt: skip
+        rates = dict(zip(map(repr, values), per_value, strict=True))
+        return lambda name, v: rates[repr(v)]
+    return lr or (lambda name, v: cfg.lr)
+
+
+@dataclass
+class _Sweep:
+    """What a sweep collects: scores per value and seed, curves, task facts, conditioning."""
+
+    values: Sequence[Any]
+    table: dict[str, list[list[float]]] = field(default_factory=dict)
+    curves: dict[str, list[list[dict[str, list[float]]]]] = field(default_factory=dict)
+    task_info: dict[str, list[float]] = field(default_factory=dict)
+    conditioning: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, i: int, scores: Mapping[str, float]) -> None:
+        for score, value in scores.items():
+            rows = self.table.setdefault(f"{name}_{score}", [[] for _ in self.values])
+            rows[i].append(value)
+
+    def metrics(self, chosen: dict[str, list[float]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, rows in self.table.items():
+            out[key] = [nanmean(r) for r in rows]
+            out[f"{key}_std"] = [nanstd(r) for r in rows]
+            out[f"{key}_per_seed"] = rows
+        out["learning_rates"] = chosen
+        if self.curves:
+            out["curves"] = self.curves
+        if self.task_info:
+            out["task_info"] = self.task_info
+        out["conditioning_at_init"] = self.conditioning
+        return out
 
 
 def sweep(
-    ctx: RunContext,
+    ctx: RunContext[SweepConfig],
     *,
     values: Sequence[Any],
     make_task: Callable[[int], Task],
     builders: Mapping[str, Callable[[Any, torch.Generator], nn.Module]],
+    conventions: Conventions,
+    tuning: TunedSweepConfig | None,
     lr: Callable[[str, Any], float] | None = None,
-    tune: bool | None = None,
     on_model: Callable[[str, Any, nn.Module], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
     """Train every model at every swept value for ``config.seeds`` seeds.
 
-    Seeds are the outer loop (one task, i.e. one dataset draw, per seed). With tuning on, each
+    Seeds are the outer loop (one task, i.e. one dataset draw, per seed). ``conventions``
+    finishes each built model (trunk init); with ``tuning`` given and its ``tune`` on, each
     model gets its own learning rate per swept value, chosen on seed 0's validation split.
     Returns ``(metrics, per_seed)``: ``metrics[f"{model}_{score}"]`` is the mean over seeds per
     value, with ``_std`` and ``_per_seed`` (``[value][seed]``) alongside; ``per_seed`` is the same
@@ -251,72 +299,55 @@ def sweep(
     ``metrics["task_info"]`` (per seed).
     """
     cfg = ctx.config
-    tune = cfg.tune if tune is None else tune
-    per_value = getattr(cfg, "lr_per_value", None)
-    if per_value is not None and (lr is not None or tune):
-        why = "the learning-rate search picks them" if tune else "it sweeps the learning rate"
-        raise ConfigError(f"lr_per_value: not used by this run ({why}); leave it unset")
-    if per_value is not None:
-        if len(per_value) != len(values):
-            raise ConfigError(f"lr_per_value: expected {len(values)} learning rates (one per "
-                              f"swept value {list(values)}), got {per_value}")  # fmt: skip
-        rates = dict(zip(map(repr, values), per_value, strict=True))
-        lr = lambda name, v: rates[repr(v)]  # noqa: E731
-    lr = lr or (lambda name, v: cfg.lr)
-    table: dict[str, list[list[float]]] = {}
-    chosen: dict[str, list[float]] = {name: [lr(name, v) for v in values] for name in builders}
-    tuning: dict[str, list[dict[str, Any]]] = {name: [] for name in builders}
+    tune = bool(tuning is not None and tuning.tune)
+    rule = _rate_rule(cfg, values, lr, tune)
+    chosen: dict[str, list[float]] = {name: [rule(name, v) for v in values] for name in builders}
+    tuned: dict[str, list[dict[str, Any]]] = {name: [] for name in builders}
+    out = _Sweep(values)
     bar = tqdm(total=cfg.seeds * len(values) * len(builders), desc=ctx.name,
                disable=not ctx.progress)  # fmt: skip
-    curves: dict[str, list[list[dict[str, list[float]]]]] = {}
-    task_info: dict[str, list[float]] = {}
-    conditioning: dict[str, list[float]] = {}
     for s in range(cfg.seeds):
         task = make_task(s)
         for k, value in task.info.items():
-            task_info.setdefault(k, []).append(value)
+            out.task_info.setdefault(k, []).append(value)
         for i, v in enumerate(values):
             for name, build in builders.items():
                 if tune and s == 0:
-                    info = tune_lr(ctx, lambda g, b=build, v=v: b(v, g), task, (name, v))
-                    tuning[name].append({"value": v, **info})
+                    assert tuning is not None
+                    info = tune_lr(ctx, lambda g, b=build, v=v: b(v, g), task, (name, v),
+                                   tuning, conventions)  # fmt: skip
+                    tuned[name].append({"value": v, **info})
                     chosen[name][i] = info["best_lr"]
-                model = build(v, ctx.generator("init", name, v, s))
-                if isinstance(cfg, Conventions):
-                    model = cfg.finish(model, ctx.generator("trunk-init", name, v, s))
+                model = conventions.finish(build(v, ctx.generator("init", name, v, s)),
+                                           ctx.generator("trunk-init", name, v, s))  # fmt: skip
                 if on_model is not None and s == 0:
                     on_model(name, v, model)
                 if s == 0:
-                    conditioning.setdefault(name, []).append(conditioning_at_init(model, task))
-                series: dict[str, list[float]] = {}
-                scores = fit_eval(ctx, model, task, lr=chosen[name][i], epochs=cfg.epochs,
-                                  key=(name, v, s), curves=series)  # fmt: skip
-                if task.track:
-                    curves.setdefault(name, [[] for _ in values])[i].append(series)
-                    test = series.get(f"{task.primary}_test", [math.nan])
-                    scores[f"{task.primary}_last3"] = last_epochs_mean(test)
-                for score, value in scores.items():
-                    rows = table.setdefault(f"{name}_{score}", [[] for _ in values])
-                    rows[i].append(value)
+                    out.conditioning.setdefault(name, []).append(conditioning_at_init(model, task))
+                scores = _train_cell(ctx, model, task, chosen[name][i], (name, v, s), out, name, i)
                 shown = scores.get(task.primary, math.nan)
                 bar.set_postfix(seed=s, value=v, model=name[:5], score=f"{shown:.3g}")
                 bar.update()
         del task
     bar.close()
-    metrics: dict[str, Any] = {}
-    for key, rows in table.items():
-        metrics[key] = [nanmean(r) for r in rows]
-        metrics[f"{key}_std"] = [nanstd(r) for r in rows]
-        metrics[f"{key}_per_seed"] = rows
-    metrics["learning_rates"] = chosen
-    if curves:
-        metrics["curves"] = curves
-    if task_info:
-        metrics["task_info"] = task_info
-    metrics["conditioning_at_init"] = conditioning
+    metrics = out.metrics(chosen)
     if tune:
-        metrics["tuning"] = tuning
-    return metrics, table
+        metrics["tuning"] = tuned
+    return metrics, out.table
+
+
+def _train_cell(ctx: RunContext[SweepConfig], model: nn.Module, task: Task, lr: float,
+                key: tuple[Any, Any, int], out: _Sweep, name: str,
+                i: int) -> dict[str, float]:  # fmt: skip
+    """Train and score one (model, value, seed); record its scores and curves in ``out``."""
+    series: dict[str, list[float]] = {}
+    scores = fit_eval(ctx, model, task, lr=lr, epochs=ctx.config.epochs, key=key, curves=series)
+    if task.track:
+        out.curves.setdefault(name, [[] for _ in out.values])[i].append(series)
+        test = series.get(f"{task.primary}_test", [math.nan])
+        scores[f"{task.primary}_last3"] = last_epochs_mean(test)
+    out.add(name, i, scores)
+    return scores
 
 
 @torch.no_grad()

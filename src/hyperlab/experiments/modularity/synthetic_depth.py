@@ -68,6 +68,8 @@ def run(ctx: RunContext) -> Result:
     counts: list[dict] = []
     metrics, table = sweep(
         ctx,
+        conventions=cfg,
+        tuning=cfg,
         values=depths,
         make_task=lambda s: synthetic_task(ctx, s),
         builders=builders(cfg),

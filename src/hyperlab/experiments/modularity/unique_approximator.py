@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import Claim
-from hyperlab.experiments.config import param
+from hyperlab.experiments.config import ConfigError, param
 from hyperlab.experiments.figures import curve_figure
 from hyperlab.experiments.modularity.images import LOADERS
 from hyperlab.experiments.modularity.sweep import SweepConfig
@@ -44,8 +44,6 @@ class UniqueApproximatorConfig(SweepConfig):
 
     def validate(self) -> None:
         if len(self.target_channels) != 2:
-            from hyperlab.experiments.config import ConfigError
-
             raise ConfigError(f"target_channels: expected two ints, got {self.target_channels}")
 
 
