@@ -2,8 +2,8 @@
 grouped-conv target forward against hyperlab's (channels-last conv, max-pool before the
 activation, nearest neighbours of the entropy found without autograd), in float32, then as the
 experiments run it (glibc keeping freed memory: :func:`hyperlab.runtime.keep_freed_memory`), and
-with the target networks under bfloat16 autocast (``target_dtype``; AMX CPUs), at 1 and 2
-threads.
+with the target networks under bfloat16 autocast (``target_dtype``; fast on CPUs with AMX or
+AVX-512 BF16), at 1 and 2 threads.
 
 The step: G maps 32 noise vectors to 32 full sets of the 20,018-weight MNIST conv target
 (App. A.6), each set classifies its own 32 images, loss λ·CE − entropy (Eq. 1-3, λ = 1e3),

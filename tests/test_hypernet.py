@@ -261,3 +261,41 @@ def test_full_head_loads_a_state_dict_with_the_whole_matrix():
     f2.load_state_dict(old)
     torch.testing.assert_close(f2.head.weight, f.head.weight + 1.0)
     torch.testing.assert_close(f2.head.bias, f.head.bias - 1.0)
+
+
+@pytest.mark.parametrize("entry", ["primary", "bound", "hyper", "hyper_fused", "f", "embedding"])
+def test_a_float64_input_into_a_float32_model_is_a_named_error(entry):
+    g = MLP([40, 30, 3])
+    x = torch.randn(4, 40, dtype=torch.float64)
+    cond = torch.randn(4, 6)
+    if entry == "primary":
+        call, arg = (lambda: g(x, g.init_params())), "x"
+    elif entry == "bound":
+        call, arg = (lambda: g.bind()(x)), "x"
+    elif entry in ("hyper", "hyper_fused"):
+        h = HyperModel(g, 6, [8])
+        h.fused = entry == "hyper_fused"
+        call, arg = (lambda: h(x, cond)), "x"
+        with pytest.raises(TypeError, match="cond: dtype float64 differs"):
+            h(x.float(), cond.double())
+    elif entry == "f":
+        f = HyperNetwork(g, 6, [8])
+        call, arg = (lambda: f(cond.double())), "cond"
+    else:
+        e = EmbeddingModel(40, 6, 5)
+        call, arg = (lambda: e(x, cond)), "x"
+    with pytest.raises(TypeError, match=rf"{arg}: dtype float64 differs from the model's "
+                                        rf"parameters \(float32\); convert"):  # fmt: skip
+        call()
+
+
+def test_float64_models_take_float64_inputs_and_autocast_mixes_freely():
+    g = MLP([5, 4, 2]).double()
+    h = HyperModel(MLP([5, 4, 2]), 3, [6]).double()
+    x, cond = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    assert g(x, g.init_params(dtype=torch.float64)).dtype == torch.float64
+    assert h(x, cond).dtype == torch.float64
+    h32 = HyperModel(MLP([5, 4, 2]), 3, [6])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = h32(x.float().bfloat16(), cond.float())
+    assert out.dtype == torch.bfloat16

@@ -21,6 +21,7 @@ from hyperlab.primary import (
     Parameterization,
     Primary,
     activation_fn,
+    check_dtype,
     check_finite,
     check_float,
     count_parameters,
@@ -37,13 +38,22 @@ __all__ = [
 ]
 
 
-def _check_features(t: Tensor, features: int, argument: str) -> None:
+def _check_features(
+    t: Tensor, features: int, argument: str, dtype: torch.dtype | None = None
+) -> None:
     if not torch.is_tensor(t):
         raise TypeError(f"{argument}: expected a tensor, got {type(t)}")
     if t.dim() < 1 or t.shape[-1] != features:
         raise ValueError(f"{argument}: expected shape (..., {features}), got {tuple(t.shape)}")
     check_float(t, argument)
+    if dtype is not None:
+        check_dtype(t, dtype, argument)
     check_finite(t, argument)
+
+
+def _param_dtype(module: nn.Module) -> torch.dtype | None:
+    p = next(module.parameters(), None)
+    return None if p is None else p.dtype
 
 
 class FullHead(nn.Module):
@@ -167,6 +177,7 @@ class ChunkedHead(nn.Module):
         self.b_hidden = nn.Parameter(torch.zeros(hidden))
         self.w_out = nn.Parameter(torch.randn(chunk_size, hidden, generator=g) / math.sqrt(hidden))
         self.b_out = nn.Parameter(torch.zeros(chunk_size))
+        self.out_scale: Tensor
         self.register_buffer("out_scale", target_std(primary))
 
     def raw(self, e: Tensor) -> Tensor:
@@ -241,10 +252,9 @@ class HyperNetwork(nn.Module):
         else:
             self.trunk = nn.Identity()
         d_k = hidden[-1] if hidden else cond_features
+        self.head: FullHead | ChunkedHead
         if head == "full":
-            self.head: nn.Module = FullHead(
-                d_k, [spec.numel for spec in target.layout], parameterization
-            )
+            self.head = FullHead(d_k, [spec.numel for spec in target.layout], parameterization)
             if not bias:
                 self.head.biases.requires_grad_(False)
         else:
@@ -261,7 +271,7 @@ class HyperNetwork(nn.Module):
 
     def features(self, cond: Tensor) -> Tensor:
         """f's last hidden layer (the input of the head)."""
-        _check_features(cond, self.cond_features, "cond")
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
         return self.trunk(cond)
 
     @torch.no_grad()
@@ -273,7 +283,7 @@ class HyperNetwork(nn.Module):
             init_cond = torch.randn(256, self.cond_features, generator=generator)
         _check_features(init_cond, self.cond_features, "init_cond")
         dev = next(self.parameters()).device
-        e = self.features(init_cond.to(dev))
+        e = self.features(init_cond.to(dev, _param_dtype(self)))
         if isinstance(self.head, FullHead):
             if self.parameterization == "ntk":
                 self.head.reset(None, generator=generator)
@@ -295,14 +305,14 @@ class HyperNetwork(nn.Module):
 
     def flat(self, cond: Tensor) -> Tensor:
         """θ as one vector per condition: shape (*P, N_g)."""
-        _check_features(cond, self.cond_features, "cond")
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
         return self.head(self.trunk(cond))
 
     def forward(self, cond: Tensor) -> dict[str, Tensor]:
         """θ = f(I) as a dict in the target's layout, with batch shape ``cond.shape[:-1]``."""
         if not isinstance(self.head, FullHead):
             return self.target.layout.unflatten(self.flat(cond))
-        _check_features(cond, self.cond_features, "cond")
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
         parts = self.head.parts(self.trunk(cond))  # one block per tensor: no split
         batch = cond.shape[:-1]
         return {
@@ -351,7 +361,10 @@ class HyperModel(nn.Module):
         return x.dim() == cond.dim() and (self.fused or head.blocks[0] >= FUSE_MIN_NUMEL)
 
     def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False) -> Tensor:
-        _check_features(cond, self.f.cond_features, "cond")
+        dtype = _param_dtype(self.f)
+        _check_features(cond, self.f.cond_features, "cond", dtype)
+        if torch.is_tensor(x) and dtype is not None:
+            check_dtype(x, dtype, "x")
         nb = cond.dim() - 1
         if tuple(x.shape[:nb]) != tuple(cond.shape[:-1]):
             raise ValueError(
@@ -416,8 +429,8 @@ class EmbeddingModel(nn.Module):
         self.q = q.bind(generator=generator)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        _check_features(cond, self.cond_features, "cond")
-        _check_features(x, self.x_features, "x")
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
+        _check_features(x, self.x_features, "x", _param_dtype(self))
         nb = cond.dim() - 1
         if tuple(x.shape[:nb]) != tuple(cond.shape[:-1]):
             raise ValueError(

@@ -147,7 +147,11 @@ def _remove_stale_temps(target: Path, min_age_s: float = 60.0) -> None:
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, what: str = "a file") -> Path:
     """Atomically write ``data`` to ``path``; returns the path."""
-    return _atomic_write(path, lambda f: f.write(data), what)
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    return _atomic_write(path, write, what)
 
 
 def atomic_write_text(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -43,7 +43,7 @@ def readable_log_axis(axis) -> None:
 
 def errorbar_curves(
     x: Sequence[float],
-    curves: dict[str, Sequence[Sequence[float]]],
+    curves: Mapping[str, Sequence[Sequence[float]]],
     *,
     xlabel: str,
     ylabel: str,
@@ -59,13 +59,17 @@ def errorbar_curves(
     """
     fig, ax = plt.subplots(figsize=(5.5, 4))
     reps = sorted({len(v) for values in curves.values() for v in values})
+    connect = dense_sweep(x)
     means = []
     for i, (label, values) in enumerate(curves.items()):
         mean = np.array([np.mean(v) for v in values])
         std = np.array([np.std(v) for v in values])
         means.append(mean)
-        style = MODEL_STYLES.get(label, {"marker": "o", "color": f"C{i}"})
-        ax.errorbar(x, mean, yerr=std, capsize=3, label=label, **style)  # type: ignore[arg-type]
+        style = dict(MODEL_STYLES.get(label, {"marker": "o", "color": f"C{i}"}))
+        if not connect:  # sparse swept values: points only, no line suggesting a trend
+            style["ls"] = "none"
+        ax.errorbar(x, mean, yerr=std if reps != [1] else None, capsize=3, label=label,
+                    **style)  # type: ignore[arg-type]  # fmt: skip
     for j, (label, level) in enumerate((hlines or {}).items()):
         ax.axhline(level, color=f"{0.2 + 0.3 * j:.1f}", ls=(0, (1, 2 + j)), lw=1.2, label=label)
         means.append(np.array([level]))
@@ -80,8 +84,28 @@ def errorbar_curves(
         readable_log_axis(ax.yaxis)
     ax.grid(alpha=0.3, which="both")
     n = "-".join(map(str, (reps[0], reps[-1]) if len(reps) > 1 else reps))
-    ax.legend(title=f"mean ± 1 std over {n} {spread}", fontsize=8, title_fontsize=8)
+    singular = spread.removesuffix("s")
+    legend = (f"one {singular} (no error bars)" if reps == [1]
+              else f"mean ± 1 std over {n} {spread}")  # fmt: skip
+    ax.legend(title=legend, fontsize=8, title_fontsize=8)
     return fig
+
+
+def dense_sweep(x: Sequence[float]) -> bool:
+    """Whether lines between swept values show a measured trend: an integer sweep with every
+    step 1 (k = 2, 3, 4, ...), or at least four evenly spaced values (linearly or on a log
+    scale). Otherwise the values are drawn as points only."""
+    v = [float(a) for a in x]
+    if len(v) < 2:
+        return False
+    steps = np.diff(v)
+    if all(float(a).is_integer() for a in v) and np.allclose(steps, 1):
+        return True
+    if len(v) < 4:
+        return False
+    even = np.allclose(steps, steps[0], rtol=0.05)
+    logs = np.diff(np.log(v)) if min(v) > 0 else None
+    return bool(even or (logs is not None and np.allclose(logs, logs[0], rtol=0.05)))
 
 
 def epoch_panels(

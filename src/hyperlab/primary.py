@@ -55,7 +55,7 @@ def activation_gain(name: str, negative_slope: float = LEAKY_SLOPE) -> float:
         return 1.0
     activation_fn(name)  # validates the name
     arg = negative_slope if name == "leaky_relu" else None
-    return float(nn.init.calculate_gain(name, arg))
+    return float(nn.init.calculate_gain(name, arg))  # type: ignore[arg-type]  # validated
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,21 @@ def check_float(x: Tensor, argument: str) -> None:
         )
 
 
+def check_dtype(x: Tensor, dtype: torch.dtype, argument: str) -> None:
+    """A floating ``x`` whose dtype is not the parameters' ``dtype`` is a TypeError naming
+    ``argument`` and both conversions (skipped under autocast, which mixes them on purpose)."""
+    if x.dtype == dtype or not x.is_floating_point() or not dtype.is_floating_point:
+        return
+    if torch.is_autocast_enabled(x.device.type):
+        return
+    name = str(dtype).removeprefix("torch.")
+    raise TypeError(
+        f"{argument}: dtype {str(x.dtype).removeprefix('torch.')} differs from the model's "
+        f"parameters ({name}); convert the input with {argument}.to(torch.{name}) or the model "
+        f"with model.to({x.dtype})"
+    )
+
+
 class Primary(nn.Module):
     """Base class: a functional network ``g(x; θ)`` with a :class:`ParamLayout`.
 
@@ -248,6 +263,8 @@ class Primary(nn.Module):
         if not torch.is_tensor(x):
             raise TypeError(f"x: expected a tensor, got {type(x)}")
         check_float(x, "x")
+        first = params[self.layout.specs[0].name]
+        check_dtype(x, first.dtype, "x")
         nin, nb = len(self.in_shape), len(batch)
         if x.dim() < nb + nin or tuple(x.shape[x.dim() - nin :]) != self.in_shape:
             raise ValueError(
@@ -630,9 +647,9 @@ class ModulePrimary(Primary):
             with torch.no_grad():
                 probe = module(torch.zeros(1, *self.in_shape))
         except RuntimeError as err:
-            shape = ", ".join(map(str, self.in_shape))
+            dims = ", ".join(map(str, self.in_shape))
             raise ValueError(
-                f"in_shape: the module rejects an input of shape (1, {shape}) (in_shape is one "
+                f"in_shape: the module rejects an input of shape (1, {dims}) (in_shape is one "
                 f"sample's shape, without the batch dim): {str(err).splitlines()[0]}"
             ) from None
         self.out_shape = tuple(probe.shape[1:])

@@ -260,31 +260,6 @@ def _check_data(data: Mapping[str, Tensor]) -> int:
     return n
 
 
-def _check_data(data: Mapping[str, Tensor]) -> int:
-    if not isinstance(data, Mapping) or not data:
-        raise ValueError("data must be a non-empty dict of tensors, e.g. {'x': X, 'y': Y}")
-    n: int | None = None
-    first = ""
-    for key, t in data.items():
-        if not isinstance(key, str):
-            raise TypeError(f"data keys must be strings, got {key!r}")
-        if not isinstance(t, Tensor):
-            raise TypeError(f"data[{key!r}] must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim == 0:
-            raise ValueError(f"data[{key!r}] is a 0-d tensor; expected a leading sample dimension")
-        if n is None:
-            n, first = t.shape[0], key
-        elif t.shape[0] != n:
-            raise ValueError(
-                f"data tensors must have the same length (dim 0): data[{first!r}] has {n} "
-                f"samples but data[{key!r}] has {t.shape[0]}"
-            )
-    assert n is not None
-    if n == 0:
-        raise ValueError("data is empty: its tensors have 0 samples")
-    return n
-
-
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

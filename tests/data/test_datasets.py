@@ -25,9 +25,9 @@ from hyperlab.data import (
     load_mnist,
     normalize,
     resolve_data_dir,
-    to_float,
 )
 from hyperlab.data import datasets as ds
+from hyperlab.data.datasets import to_float
 
 # From shared/data/README.md.
 MNIST_COUNTS = {

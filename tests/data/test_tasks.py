@@ -6,18 +6,15 @@ import pytest
 import torch
 
 from hyperlab.data import (
-    LUMA_WEIGHTS,
     MNIST_MEAN,
     MNIST_STD,
     colorization_batch,
     make_synthetic_target,
-    rotate_images,
     rotation_batch,
-    rotation_labels,
     rotation_pair_batch,
     synthetic_task,
-    to_grayscale,
 )
+from hyperlab.data.tasks import LUMA_WEIGHTS, rotate_images, rotation_labels, to_grayscale
 
 
 def _gen(seed: int = 0) -> torch.Generator:

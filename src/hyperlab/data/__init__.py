@@ -1,82 +1,50 @@
 """Dataset readers (MNIST, Fashion-MNIST, CIFAR-10) and task builders for the papers' experiments.
 
 Data is looked up under ``data_dir``, else ``$HYPERLAB_DATA``, else the user cache dir; see
-:mod:`hyperlab.data.datasets`. Task builders (:mod:`hyperlab.data.tasks`) return batched dicts
-``{"x", "cond", "y"}``.
+:mod:`hyperlab.data.datasets` (its checksum registry, downloads and verification live there).
+Task builders (:mod:`hyperlab.data.tasks`) return batched dicts ``{"x", "cond", "y"}``.
 """
 
 from .datasets import (
-    CIFAR10_CLASSES,
     CIFAR10_MEAN,
     CIFAR10_STD,
     DATA_ENV_VAR,
     MNIST_MEAN,
     MNIST_STD,
-    REGISTRY,
     DataCorruptError,
     DataNotFoundError,
-    FileSpec,
-    clear_caches,
-    download_file,
     fetch_dataset,
-    file_md5,
     load_cifar10,
     load_fashion_mnist,
     load_mnist,
     normalize,
     resolve_data_dir,
-    to_float,
-    verify_file,
 )
 from .tasks import (
-    LUMA_WEIGHTS,
-    N_ROTATION_CLASSES,
-    TARGET_KINDS,
-    SigmoidTarget,
-    best_independent_mse,
     colorization_batch,
     make_synthetic_target,
-    rotate_images,
     rotation_batch,
-    rotation_labels,
     rotation_pair_batch,
     synthetic_task,
-    to_grayscale,
 )
 
 __all__ = [
-    "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DATA_ENV_VAR",
-    "DataCorruptError",
-    "DataNotFoundError",
-    "FileSpec",
-    "LUMA_WEIGHTS",
     "MNIST_MEAN",
     "MNIST_STD",
-    "N_ROTATION_CLASSES",
-    "REGISTRY",
-    "TARGET_KINDS",
-    "SigmoidTarget",
-    "best_independent_mse",
-    "clear_caches",
+    "DataCorruptError",
+    "DataNotFoundError",
     "colorization_batch",
-    "download_file",
     "fetch_dataset",
-    "file_md5",
     "load_cifar10",
     "load_fashion_mnist",
     "load_mnist",
     "make_synthetic_target",
     "normalize",
     "resolve_data_dir",
-    "rotate_images",
     "rotation_batch",
-    "rotation_labels",
     "rotation_pair_batch",
     "synthetic_task",
-    "to_float",
-    "to_grayscale",
-    "verify_file",
 ]

@@ -14,7 +14,7 @@ __all__ = ["evaluate_batches"]
 def evaluate_batches(
     model: nn.Module | Callable[..., Tensor],
     split: Mapping[str, Tensor],
-    totals: Callable[[Tensor, Mapping[str, Tensor]], Mapping[str, float]],
+    totals: Callable[[Tensor, Mapping[str, Tensor]], Mapping[str, float | Tensor]],
     *,
     device: torch.device | str,
     batch: int = 1000,

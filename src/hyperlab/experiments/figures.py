@@ -13,7 +13,7 @@ __all__ = ["curve_figure", "epoch_figure"]
 
 
 def curve_figure(
-    ctx: RunContext,
+    ctx: RunContext[Any],
     stem: str,
     x: Sequence[Any],
     curves: Mapping[str, list[list[float]]],
@@ -43,7 +43,7 @@ def curve_figure(
 
 
 def epoch_figure(
-    ctx: RunContext,
+    ctx: RunContext[Any],
     stem: str,
     panels: Mapping[str, Mapping[str, list[list[float]]]],
     *,

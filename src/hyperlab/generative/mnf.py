@@ -41,6 +41,7 @@ class MaskedRealNVP(nn.Module):
         mask[parity::2] = 1.0
         if dim == 1:
             mask[:] = 0.0  # a single coordinate: a plain (conditioned on nothing) affine step
+        self.mask: Tensor
         self.register_buffer("mask", mask)
         self.hidden = nn.Linear(dim, hidden)
         self.mu = nn.Linear(hidden, dim)
@@ -167,7 +168,7 @@ class MNFNetwork(nn.Module):
             prior_var=prior_var,
         )
         with seeded(generator):
-            self.mnf_layers = nn.ModuleList(
+            self.mnf_layers: list[_MNFLayer] = nn.ModuleList(  # type: ignore[assignment]
                 # conv weights (O, C, k, k): z per output filter; dense (out, in): z per input
                 _MNFLayer(layer, 0 if len(layer.weight.shape) == 4 else 1, cfg)
                 for layer in layers_of(primary.layout)
@@ -201,7 +202,7 @@ class MNFNetwork(nn.Module):
                 f"noise: expected shape ({n}, {self.noise_dim}), got {tuple(noise.shape)}"
             )
         params: dict[str, Tensor] = {}
-        kl = 0.0
+        kl: Tensor | float = 0.0
         offset = 0
         for m in self.mnf_layers:
             eps = None
@@ -210,10 +211,10 @@ class MNFNetwork(nn.Module):
                 offset += m.noise_numel
             w, b, k = m.sample(n, eps)
             params[m.layer.weight.name] = w
-            if b is not None:
+            if b is not None and m.layer.bias is not None:
                 params[m.layer.bias.name] = b.expand(n, *b.shape)
             kl = kl + k
-        return {k: params[k] for k in self.primary.layout.names}, kl
+        return {k: params[k] for k in self.primary.layout.names}, torch.as_tensor(kl)
 
     def forward(self, noise: Tensor) -> dict[str, Tensor]:
         """Weights for noise vectors (n, noise_dim): the MNF sampler as a map ε -> θ."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,10 +57,10 @@ class _BatchNorm(nn.BatchNorm1d):
             return super().forward(x)
         factor = 0.0
         if self.training:
-            self.num_batches_tracked.add_(1)
-            factor = (
-                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            )
+            tracked = self.num_batches_tracked
+            assert tracked is not None  # track_running_stats is on
+            tracked.add_(1)
+            factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         y = nn.functional.batch_norm(
             x, self.running_mean, self.running_var, None, None, self.training, factor, self.eps
         )
@@ -91,7 +92,7 @@ class BNMLP(nn.Module):
             raise ValueError(f"sizes: expected at least two positive ints, got {sizes}")
         self.sizes = sizes
         self.negative_slope = negative_slope
-        self.linears = nn.ModuleList(
+        self.linears: list[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
             nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.norms = nn.ModuleList(
@@ -183,7 +184,7 @@ class GenerativeHyperNetwork(nn.Module):
         self.code_sizes = codes
         # filters generated per layer: one per output unit, the last layer as one "filter"
         self.n_codes = [layer.n_filters for layer in self.layers[:-1]] + [1]
-        mlp = dict(
+        mlp: dict[str, Any] = dict(
             negative_slope=negative_slope,
             batch_norm=batch_norm,
             bn_momentum=bn_momentum,
@@ -298,9 +299,9 @@ def generative_loss(
     (App. A.7: B = G = 32). ``z`` defaults to B fresh noise vectors. ``estimator``:
     ``'authors'`` (:func:`~hyperlab.generative.entropy.authors_entropy`, L1, d = d_z) or
     ``'kl'`` (the consistent L2 estimator with d = d_z). ``target_dtype=torch.bfloat16`` runs
-    the target networks' forward (and so their backward) under autocast, e.g. on AMX CPUs; the
-    generator, the CE and the entropy stay in float32. Returns (loss, parts) with parts
-    ``ce``, ``entropy``, ``accuracy`` (detached).
+    the target networks' forward (and so their backward) under autocast (fast with AMX or
+    AVX-512 BF16); the generator, the CE and the entropy stay in float32. Returns (loss, parts)
+    with parts ``ce``, ``entropy``, ``accuracy`` (detached).
     """
     if images.dim() < 3 or labels.shape != images.shape[:2]:
         raise ValueError(

@@ -151,7 +151,7 @@ def _as_input(
 
 def _parse_get(get: Get) -> tuple[tuple[str, ...], bool]:
     single = isinstance(get, str)
-    names = (get,) if single else tuple(get)
+    names: tuple[str, ...] = (get,) if isinstance(get, str) else tuple(get)
     bad = [g for g in names if g not in KERNEL_NAMES]
     if bad or not names:
         raise ValueError(f"get: expected 'nngp', 'ntk' or a tuple of them, got {get!r}")
@@ -306,11 +306,11 @@ class MLPKernel:
     @classmethod
     def from_primary(cls, mlp: MLP, **kw) -> MLPKernel:
         """The kernel of a scalar-or-vector-output :class:`~hyperlab.primary.MLP` ('ntk')."""
-        _check_mlp(mlp, "mlp")
+        mlp = _check_mlp(mlp, "mlp")
         return cls(
             mlp.sizes[0],
             mlp.depth,
-            activation=mlp.activation,
+            activation=str(mlp.activation),
             negative_slope=_slope_of(mlp),
             bias=mlp.bias,
             **kw,
@@ -332,7 +332,7 @@ class MLPKernel:
         need_ntk = "ntk" in names
         b = 1.0 if self.bias else 0.0
         k = input_kernel(x1, x2, self.input_kernel, self.lengthscale)
-        theta = k + b if need_ntk else None
+        theta = k + b
         for layer in range(1, self.depth):
             q = torch.outer(d1[layer - 1].sqrt(), d2[layer - 1].sqrt())
             k, dot = self.act(k, q, need_ntk)
@@ -452,7 +452,7 @@ class HyperKernel:
         f = model.f
         if f.parameterization != "ntk" or not isinstance(f.head, FullHead):
             raise ValueError("model: f must use parameterization='ntk' and head='full'")
-        _check_mlp(model.g, "model.g")
+        g = _check_mlp(model.g, "model.g")
         trunk = getattr(f.trunk, "primary", None)
         f_depth = 1 + (trunk.depth if trunk is not None else 0)
         f_act = trunk.activation if trunk is not None else "relu"
@@ -461,16 +461,16 @@ class HyperKernel:
             raise ValueError(
                 f"model.f: activation {f_act!r} not supported; expected {SUPPORTED_ACTIVATIONS}"
             )
-        kw.setdefault("negative_slope", _slope_of(model.g))
+        kw.setdefault("negative_slope", _slope_of(g))
         return cls(
             f.cond_features,
-            model.g.sizes[0],
+            g.sizes[0],
             f_depth,
-            model.g.depth,
+            g.depth,
             f_activation=f_act,
-            g_activation=model.g.activation,
+            g_activation=str(g.activation),
             f_bias=f_bias,
-            g_bias=model.g.bias,
+            g_bias=g.bias,
             **kw,
         )
 
@@ -504,7 +504,7 @@ class HyperKernel:
         gb = 1.0 if self.g_bias else 0.0
         s_back = s if self.variant == "s_weighted" else None
         k = input_kernel(zs[0], zs[1], self.z_kernel, self.lengthscale)
-        t = k + gb if need_ntk else None
+        t = k + gb
         for layer in range(1, self.g_depth):
             lam = (k + gb).mul_(s) if gb else k.mul_(s)
             q = torch.outer(gd[0][layer - 1].sqrt(), gd[1][layer - 1].sqrt())
@@ -626,7 +626,8 @@ def _slope_of(mlp: MLP) -> float:
     return math.sqrt(max(2.0 / mlp.gain**2 - 1.0, 0.0))
 
 
-def _check_mlp(mlp: object, argument: str) -> None:
+def _check_mlp(mlp: object, argument: str) -> MLP:
+    """``mlp`` if it is an MLP the analytic kernels describe, else a named error."""
     if not isinstance(mlp, MLP):
         raise TypeError(f"{argument}: expected a hyperlab MLP, got {type(mlp)}")
     if mlp.parameterization != "ntk":
@@ -635,6 +636,7 @@ def _check_mlp(mlp: object, argument: str) -> None:
         raise ValueError(f"{argument}: analytic kernels need a linear readout (activate_output)")
     if not all(mlp.hidden_activations):
         raise ValueError(f"{argument}: analytic kernels need the activation after every layer")
+    return mlp
     if mlp.activation not in SUPPORTED_ACTIVATIONS:
         raise ValueError(
             f"{argument}: activation {mlp.activation!r} not supported; "

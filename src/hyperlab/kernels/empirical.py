@@ -158,8 +158,8 @@ def empirical_ntk(
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
     a = _as_tuple(x1, "x1")
+    b = a if x2 is None else _as_tuple(x2, "x2")
     symmetric = x2 is None
-    b = a if symmetric else _as_tuple(x2, "x2")
     _check_pair(a, b)
     flat = _flat_out(fn)
     n, m = a[0].shape[0], b[0].shape[0]
@@ -205,7 +205,8 @@ def _ntk_vp_block(flat, params, xl: tuple[Tensor, ...], xr: tuple[Tensor, ...]) 
 
 def trainable_params(module: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """(trainable parameters, frozen state: other parameters and buffers), detached."""
-    train, frozen = {}, {}
+    train: dict[str, Tensor] = {}
+    frozen: dict[str, Tensor] = {}
     for k, p in module.named_parameters():
         (train if p.requires_grad else frozen)[k] = p.detach()
     for k, b in module.named_buffers():
@@ -265,8 +266,8 @@ def hyper_ntk(
     if (x2 is None) != (z2 is None):
         raise ValueError("x2, z2: give both (the second argument u' = (x2, z2)) or neither")
     x1, z1 = x, z
-    symmetric = x2 is None
-    if symmetric:
+    symmetric = x2 is None or z2 is None
+    if x2 is None or z2 is None:
         x2, z2 = x1, z1
     if method in ("jacobian", "ntk_vp"):
         return module_ntk(
@@ -372,7 +373,7 @@ def _trunk_vjps(fn, params: dict[str, Tensor], x: Tensor, cot: Tensor) -> dict[s
     """J_fn(x_i)ᵀ cot_ia for each sample i and output a: dict of (c, O, *param_shape)."""
 
     def one(xi: Tensor, ci: Tensor) -> dict[str, Tensor]:
-        _, vjp_fn = vjp(lambda p: fn(p, xi), params)
+        _, vjp_fn = vjp(lambda p: fn(p, xi), params)  # type: ignore[misc]  # no has_aux
         return vmap(lambda v: vjp_fn(v)[0])(ci)
 
     return vmap(one)(x, cot)
@@ -401,7 +402,7 @@ def taylor_terms(
         raise TypeError(f"module: expected an nn.Module, got {type(module)}")
     if (x is None) != (z is None) or (x is not None and inputs is not None):
         raise ValueError("inputs: give either inputs or both x= (f's input) and z= (g's input)")
-    if x is not None:
+    if x is not None and z is not None:
         inputs = (z, x)  # HyperModel.forward(z, x): g's input first
     if inputs is None:
         raise ValueError("inputs: expected the module's input batch (or x= and z=)")

@@ -48,6 +48,8 @@ class FourierFeatures(nn.Module):
         self.lengthscale, self.scale = float(lengthscale), float(scale)
         w = torch.randn(num_features, in_features, generator=generator, dtype=dtype) / lengthscale
         b = (torch.rand(num_features, generator=generator, dtype=dtype) * 2 - 1) * math.pi
+        self.weight: Tensor
+        self.bias: Tensor
         self.register_buffer("weight", w)
         self.register_buffer("bias", b)
 

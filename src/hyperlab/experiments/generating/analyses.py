@@ -96,7 +96,7 @@ def config_key(cfg: Config, keys: tuple[str, ...]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def mnist_data(ctx: RunContext) -> dict[str, Tensor]:
+def mnist_data(ctx: RunContext[AnalysisConfig]) -> dict[str, Tensor]:
     """Training images (uint8) and labels; test images in [0, 1] on the run's device."""
     cfg = ctx.config
     xtr, ytr = load_mnist("train", data_dir=ctx.data_dir, download=cfg.download)
@@ -123,7 +123,7 @@ PAPER_AXIS = (97.0, 99.1)
 PAPER_ACCURACY = 0.975
 
 
-def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
+def hist_figure(ctx: RunContext[AnalysisConfig], accs: Mapping[str, list[float]]) -> str:
     """Accuracy histograms of generated networks, one panel per source (Fig. 2). The x-axis
     covers the data and the paper's axis (97-99.1 %, shaded), with 0.1 % bins (at most 150)."""
     fig, axes = plt.subplots(1, len(accs), figsize=(4.2 * len(accs), 3.3), squeeze=False)
@@ -147,7 +147,7 @@ def hist_figure(ctx: RunContext, accs: Mapping[str, list[float]]) -> str:
 
 
 def population_stats(
-    ctx: RunContext, model, data, tag: str
+    ctx: RunContext[AnalysisConfig], model, data, tag: str
 ) -> tuple[dict[str, Any], Tensor, dict[str, Tensor]]:
     """Accuracy of ``ensemble_size x n_ensembles`` networks on the test set (Fig. 2), their
     majority-vote ensembles (4.2.2) and diversity: prediction disagreement, p-diff's
@@ -195,7 +195,7 @@ def population_stats(
 
 
 def run_analyses(
-    ctx: RunContext, model, data, tag: str, hist_accs: dict, metrics: dict
+    ctx: RunContext[AnalysisConfig], model, data, tag: str, hist_accs: dict, metrics: dict
 ) -> list[str]:
     """Ensembles, diversity, FGSM, PCA, paths and filter images for one source of networks.
 

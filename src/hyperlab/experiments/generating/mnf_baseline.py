@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import Claim
-from hyperlab.experiments.config import param
+from hyperlab.experiments.config import Config, param
 from hyperlab.experiments.generating.analyses import (
     ANALYSIS_QUICK,
     ANALYSIS_TINY,
@@ -71,7 +71,7 @@ class _MNFLoss:
         return loss
 
 
-def train_mnf(ctx: RunContext, data: Mapping[str, Tensor], cfg: MNFConfig):
+def train_mnf(ctx: RunContext[Config], data: Mapping[str, Tensor], cfg: MNFConfig):
     """Train MNF with ``cfg``'s settings on ``data`` (checkpointed per settings); returns the
     model in eval mode and its training record (seconds, steps, per-epoch history)."""
     mnf = MNFNetwork(ConvNet(), flows_q=cfg.flows_q, flows_r=cfg.flows_r,
@@ -91,7 +91,7 @@ def train_mnf(ctx: RunContext, data: Mapping[str, Tensor], cfg: MNFConfig):
                  "history": history.records}  # fmt: skip
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
+def compute(ctx: RunContext[MNFConfig]) -> dict[str, Any]:
     """Train MNF (checkpointed) and run the shared analyses on its samples."""
     data = mnist_data(ctx)
     mnf, training = train_mnf(ctx, data, ctx.config)
@@ -106,7 +106,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     return {"metrics": metrics, "figures": figures}
 
 
-def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
+def summarise(ctx: RunContext[MNFConfig], metrics: dict[str, Any]) -> Result:
     """MNF's claims: accurate, direct paths stay accurate, ensembles resist FGSM."""
     cfg = ctx.config
     main = metrics["analyses"]
@@ -149,7 +149,7 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
     return Result(metrics, claims, [], comparison, notes)
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[MNFConfig]) -> Result:
     """compute (training, analyses and their figures) → summarise."""
     with keep_freed_memory():  # large CPU tensors every step: reuse warm pages
         raw = compute(ctx)

@@ -62,8 +62,9 @@ class GeneratingMnistConfig(AnalysisConfig):
                            choices=("authors", "kl"))  # fmt: skip
     authors_sum_quirk: bool = param(False, "reproduce the released code's gauge-fix sum quirk")
     target_dtype: str = param("float32", "the target networks' forward and backward: "
-                              "float32, or bfloat16 autocast (AMX CPUs: benchmarks/"
-                              "generative_step.py; generator, CE and entropy stay float32)",
+                              "float32, or bfloat16 autocast (fast with AMX / AVX-512 BF16: "
+                              "benchmarks/generative_step.py; generator, CE and entropy stay "
+                              "float32)",
                               choices=("float32", "bfloat16"))  # fmt: skip
     noise_batch: int = param(32, "noise samples (generated networks) per step", min=1)
     images_per_noise: int = param(32, "images per generated network per step", min=1)
@@ -136,7 +137,7 @@ class _Loss:
         return loss
 
 
-def train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
+def train_generator(ctx: RunContext[GeneratingMnistConfig], data: Mapping[str, Tensor], lam: float):
     """Train the generator at one λ (checkpointed per λ and model settings)."""
     cfg = ctx.config
     gen = GenerativeHyperNetwork(
@@ -165,7 +166,7 @@ def train_generator(ctx: RunContext, data: Mapping[str, Tensor], lam: float):
     return gen, {"train_seconds": seconds, "steps": steps, "history": history.records}
 
 
-def training_figure(ctx: RunContext, training: Mapping[str, Any]) -> str:
+def training_figure(ctx: RunContext[GeneratingMnistConfig], training: Mapping[str, Any]) -> str:
     """Training curves per λ: mean CE, entropy estimate and batch accuracy of each epoch."""
     panels = {
         title: {f"λ = {lam}": [[r.get(key, math.nan) for r in info["history"]]]
@@ -182,7 +183,9 @@ def _hist_label(tag: str) -> str:
     return "MNF" if tag == "mnf" else f"λ = {tag[7:]}"
 
 
-def mnf_comparison(ctx: RunContext, data: Mapping[str, Tensor], hist: dict) -> dict[str, Any]:
+def mnf_comparison(
+    ctx: RunContext[GeneratingMnistConfig], data: Mapping[str, Tensor], hist: dict
+) -> dict[str, Any]:
     """The MNF baseline trained ``mnf_epochs`` epochs in this run, through the same accuracy
     and diversity statistics as the generator (Fig. 2(c), Fig. 5)."""
     mnf, training = train_mnf(ctx, data, MNFConfig(epochs=ctx.config.mnf_epochs))
@@ -191,7 +194,7 @@ def mnf_comparison(ctx: RunContext, data: Mapping[str, Tensor], hist: dict) -> d
     return stats | {"training": training}
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
+def compute(ctx: RunContext[GeneratingMnistConfig]) -> dict[str, Any]:
     """Train at every λ; full analyses for the main λ, histograms for the others."""
     cfg = ctx.config
     data = mnist_data(ctx)
@@ -269,7 +272,7 @@ def mnf_rows(ours: Mapping[str, Any], mnf: Mapping[str, Any]) -> list[tuple[str,
     return rows
 
 
-def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
+def summarise(ctx: RunContext[GeneratingMnistConfig], metrics: dict[str, Any]) -> Result:
     """The paper's claims on accuracy, diversity, ensembles, FGSM, paths and PCA."""
     cfg = ctx.config
     main = metrics["analyses"]
@@ -334,7 +337,7 @@ def summarise(ctx: RunContext, metrics: dict[str, Any]) -> Result:
     return Result(metrics, claims, [], comparison, notes)
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[GeneratingMnistConfig]) -> Result:
     """compute (training, analyses and their figures) → summarise."""
     warn_small_noise_batch(ctx.config)
     with keep_freed_memory():  # large CPU tensors every step: reuse warm pages

@@ -51,6 +51,9 @@ class GaussianMixtureScore(nn.Module):
         sigma = rng.uniform(1.0, 1.1, size=n_components)
         p = rng.uniform(1.0, 3.0, size=n_components)
         p = p / p.sum()
+        self.mu: Tensor
+        self.sigma: Tensor
+        self.p: Tensor
         self.register_buffer("mu", torch.tensor(mu, dtype=torch.float32))
         self.register_buffer("sigma", torch.tensor(sigma, dtype=torch.float32))
         self.register_buffer("p", torch.tensor(p, dtype=torch.float32))
@@ -70,7 +73,7 @@ class ToyGenerator(nn.Module):
         sizes = [noise_dim, *hidden, 2]
         self.noise_dim = noise_dim
         with seeded(generator):
-            self.linears = nn.ModuleList(
+            self.linears: list[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
                 nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
             )
             for lin in self.linears:  # TF variance scaling (fan_in, truncated), weights and biases
@@ -87,7 +90,7 @@ class ToyGenerator(nn.Module):
         return h
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
+def compute(ctx: RunContext[ToyGMMConfig]) -> dict[str, Any]:
     """Train the generator (Adam, decayed per step); evaluate the curve G(z), z ∈ [-1, 1]."""
     cfg = ctx.config
     score = GaussianMixtureScore(cfg.n_components, cfg.mixture_seed)
@@ -118,7 +121,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
+def summarise(ctx: RunContext[ToyGMMConfig], raw: dict[str, Any]) -> Result:
     """Peaks visited, score per z against score per arc length (the density claim)."""
     cfg = ctx.config
     score, y = raw["score"], raw["y"]
@@ -164,7 +167,7 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
 
 
 @torch.no_grad()
-def figure(ctx: RunContext, raw: dict[str, Any]) -> str:
+def figure(ctx: RunContext[ToyGMMConfig], raw: dict[str, Any]) -> str:
     """The curve G(z) coloured by z over the mixture's density."""
     score, z, y = raw["score"], raw["z"], raw["y"]
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -183,7 +186,7 @@ def figure(ctx: RunContext, raw: dict[str, Any]) -> str:
     return ctx.save_figure(fig, "toy_gmm")
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[ToyGMMConfig]) -> Result:
     """compute → summarise → figure."""
     raw = compute(ctx)
     result = summarise(ctx, raw)

@@ -79,7 +79,7 @@ def build_model(cfg: DynamicsConfig, d: int, depth: int, width: int,
     return HyperModel(g, d, [*hidden, cfg.f_bottleneck], init="standard", generator=generator)
 
 
-def _images(ctx: RunContext, split: str, n: int) -> torch.Tensor:
+def _images(ctx: RunContext[DynamicsConfig], split: str, n: int) -> torch.Tensor:
     cfg = ctx.config
     load = load_cifar10 if cfg.dataset == "cifar10" else load_mnist
     images, _ = load(split, data_dir=ctx.data_dir, download=cfg.download)
@@ -87,7 +87,7 @@ def _images(ctx: RunContext, split: str, n: int) -> torch.Tensor:
     return images[idx]
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
+def compute(ctx: RunContext[DynamicsConfig]) -> dict[str, Any]:
     """Accuracy per epoch (epoch 0 = init) of every run, and the epoch each diverged at."""
     cfg = ctx.config
     cifar = cfg.dataset == "cifar10"
@@ -119,7 +119,8 @@ def compute(ctx: RunContext) -> dict[str, Any]:
                disable=not ctx.progress)  # fmt: skip
     for depth in cfg.g_depths:
         for width in cfg.g_widths:
-            runs, div = [], []
+            runs: list[list[float]] = []
+            div: list[int | None] = []
             for seed in range(cfg.seeds):
                 key = ("fig2", cfg.model, cfg.dataset, depth, width, seed)
                 model = build_model(cfg, d, depth, width, ctx.generator(*key, "init"))
@@ -352,7 +353,7 @@ def summarise(ctx: RunContext[DynamicsConfig], raw: dict[str, Any]) -> Result:
     return Result(metrics=metrics, claims=claims, comparison=comparison, notes=notes)
 
 
-def figure(ctx: RunContext, acc: dict[str, dict[str, list[list[float]]]]) -> str:
+def figure(ctx: RunContext[DynamicsConfig], acc: dict[str, dict[str, list[list[float]]]]) -> str:
     """Test accuracy per epoch, mean ± std over seeds, one panel per depth of g."""
     cfg = ctx.config
     depths = list(acc)
@@ -377,7 +378,7 @@ def figure(ctx: RunContext, acc: dict[str, dict[str, list[list[float]]]]) -> str
     return ctx.save_figure(fig, f"fig2_dynamics_{cfg.dataset}")
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[DynamicsConfig]) -> Result:
     """compute → summarise → figure."""
     raw = compute(ctx)
     result = summarise(ctx, raw)

@@ -41,7 +41,7 @@ class KernelConvergenceConfig(Config):
     x: list[float] = param([1.0, -1.0], "f's input x (Sec. 5.1; the caption says (1, 0))")
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
+def compute(ctx: RunContext[KernelConvergenceConfig]) -> dict[str, Any]:
     """Empirical kernels per (f width, g width, draw) and the analytic curve."""
     cfg = ctx.config
     thetas = torch.linspace(-math.pi / 2, math.pi / 2, cfg.n_thetas, dtype=DT)
@@ -50,7 +50,9 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     z = torch.cat([torch.tensor([[1.0, 0.0]], dtype=DT), z])  # row 0: the reference z = (1, 0)
     x = x0.expand(z.shape[0], 2)
     probe = int(torch.argmin((thetas - cfg.probe_theta).abs())) + 1
-    exact = HyperKernel(2, 2, cfg.f_depth, cfg.g_depth)((x[:1], z[:1]), (x, z), get="ntk")[0]
+    ntk = HyperKernel(2, 2, cfg.f_depth, cfg.g_depth)((x[:1], z[:1]), (x, z), get="ntk")
+    assert isinstance(ntk, torch.Tensor)  # one kernel asked: a tensor
+    exact = ntk[0]
     kernels: dict[tuple[int, int], torch.Tensor] = {}
     bar = tqdm(total=len(cfg.f_widths) * len(cfg.g_widths) * cfg.draws, desc="Fig. 1 draws",
                disable=not ctx.progress)  # fmt: skip
@@ -69,7 +71,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     return {"thetas": thetas, "probe": probe, "exact": exact, "kernels": kernels}
 
 
-def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
+def summarise(ctx: RunContext[KernelConvergenceConfig], raw: dict[str, Any]) -> Result:
     """Variance, coefficient of variation and mean/median error per width; the claims."""
     cfg = ctx.config
     fw, gw = list(cfg.f_widths), list(cfg.g_widths)
@@ -128,7 +130,9 @@ def summarise(ctx: RunContext, raw: dict[str, Any]) -> Result:
     return Result(metrics=metrics, claims=claims, comparison=comparison, notes=notes)
 
 
-def figure(ctx: RunContext, raw: dict[str, Any], metrics: dict[str, Any]) -> str:
+def figure(
+    ctx: RunContext[KernelConvergenceConfig], raw: dict[str, Any], metrics: dict[str, Any]
+) -> str:
     """(a) log-variance over the width grid; (b) mean ± std curves against Θ^h."""
     fw, gw = metrics["f_widths"], metrics["g_widths"]
     var = np.array(metrics["variance_of_probe_entry"])
@@ -141,12 +145,24 @@ def figure(ctx: RunContext, raw: dict[str, Any], metrics: dict[str, Any]) -> str
     ax1.set_title("(a) log10 variance of one kernel entry")
     fig.colorbar(im, ax=ax1)
     th = raw["thetas"].numpy()
+    exact = raw["exact"][1:].numpy()
+    bands = {}
     for n, m in [(fw[0], gw[-1]), (fw[-1], gw[0]), (fw[-1], gw[-1])]:
         ks = raw["kernels"][(n, m)][:, 1:].numpy()
-        mean, std = ks.mean(0), ks.std(0)
-        line = ax2.plot(th, mean, label=f"f={n}, g={m}")[0]
+        bands[(n, m)] = (ks.mean(0), ks.std(0))
+    # the y-range holds the analytic line and every band but the narrowest f's (at small widths
+    # its spread is orders of magnitude wider and would flatten the rest); that one is clipped
+    wide = [b for (n, _), b in bands.items() if n != fw[0]] or list(bands.values())
+    lo = min(exact.min(), *[float((mu - sd).min()) for mu, sd in wide])
+    hi = max(exact.max(), *[float((mu + sd).max()) for mu, sd in wide])
+    pad = 0.1 * (hi - lo or 1.0)
+    for (n, m), (mean, std) in bands.items():
+        clipped = bool((mean - std).min() < lo - pad or (mean + std).max() > hi + pad)
+        label = f"f={n}, g={m}" + (" (band clipped)" if clipped else "")
+        line = ax2.plot(th, mean, label=label)[0]
         ax2.fill_between(th, mean - std, mean + std, alpha=0.2, color=line.get_color())
-    ax2.plot(th, raw["exact"][1:].numpy(), "k--", label="analytic Θ^h")
+    ax2.plot(th, exact, "k--", label="analytic Θ^h")
+    ax2.set_ylim(lo - pad, hi + pad)
     ax2.set_xlabel("θ")
     ax2.set_ylabel("K^h(u, u')")
     ax2.set_title("(b) empirical hyperkernel (mean ± std over draws)")
@@ -154,7 +170,7 @@ def figure(ctx: RunContext, raw: dict[str, Any], metrics: dict[str, Any]) -> str
     return ctx.save_figure(fig, "fig1_kernel_convergence")
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[KernelConvergenceConfig]) -> Result:
     """compute → summarise → figure."""
     raw = compute(ctx)
     result = summarise(ctx, raw)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from hyperlab.experiments.infinite_width.representation_hn import HNConfig, desc
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.experiments.stats import nanmean, nanstd
 from hyperlab.kernels import HyperKernel, fit_kernel_regression, fit_kernel_regression_cg
+from hyperlab.kernels.analytic import Variant
 from hyperlab.plots import plt
 
 PAPER_REF = "Table 1, Sec. 5.3"
@@ -95,7 +96,7 @@ def table1_context(images: torch.Tensor, task: str) -> torch.Tensor:
     return x / norm * math.sqrt(x.shape[1])
 
 
-def compute(ctx: RunContext) -> dict[str, Any]:
+def compute(ctx: RunContext[RepresentationConfig]) -> dict[str, Any]:
     """Kernel-regression MSE per (variant, task, kernel, N) and the HN runs per (task, N)."""
     cfg = ctx.config
     train_imgs, _ = load_mnist("train", data_dir=ctx.data_dir, download=cfg.download)
@@ -105,7 +106,7 @@ def compute(ctx: RunContext) -> dict[str, Any]:
     dev = ctx.device
     coords = pixel_coords().to(dev)
     kernels = {v: HyperKernel(784, 2, cfg.f_depth, cfg.g_depth, z_kernel="rbf",
-                              lengthscale=cfg.lengthscale, variant=v)
+                              lengthscale=cfg.lengthscale, variant=cast(Variant, v))
                for v in cfg.variants}  # fmt: skip
     mse: dict[str, dict[str, dict[str, list[float]]]] = {}
     hn: dict[str, dict[str, dict[str, list]]] = {"mse": {}, "train": {}, "diverged": {}}
@@ -150,7 +151,16 @@ def compute(ctx: RunContext) -> dict[str, Any]:
                 hn[key].setdefault(task, {})[str(n)] = []
             for run_ in range(cfg.hn_runs):
                 err, train_loss, diverged = train_hn(
-                    ctx, task, run_, x_imgs, hn_pix, pix_imgs, x_test, y_test, coords
+                    ctx,
+                    task,
+                    run_,
+                    x_imgs,
+                    hn_pix,
+                    pix_imgs,
+                    x_test,
+                    y_test,
+                    coords,
+                    cfg.lengthscale,
                 )
                 hn["mse"][task][str(n)].append(err)
                 hn["train"][task][str(n)].append(train_loss)
@@ -161,6 +171,10 @@ def compute(ctx: RunContext) -> dict[str, Any]:
             "max_jitter": max((r.get("jitter", 0.0) for r in solves), default=0.0)}  # fmt: skip
 
 
+def _ridge(cfg: RepresentationConfig) -> Literal["identity", "relative"]:
+    return "relative" if cfg.ridge == "relative" else "identity"
+
+
 def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.Tensor) -> tuple:
     """Eq. 18 for the hyperkernel ('ntk') and the NNGP on one training set: a function mapping
     test inputs to both predictions, and what the solve cost. Dense: one Cholesky per kernel;
@@ -168,7 +182,7 @@ def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.
     start = time.perf_counter()
     gets = tuple(KERNELS.values())
     if cfg.solver == "cg":
-        fit = fit_kernel_regression_cg(kern, train, y, get=gets, eps=cfg.eps, ridge=cfg.ridge,
+        fit = fit_kernel_regression_cg(kern, train, y, get=gets, eps=cfg.eps, ridge=_ridge(cfg),
                                        tol=cfg.cg_tol, rank=cfg.cg_rank,
                                        dtype=getattr(torch, cfg.cg_dtype),
                                        cache_gb=cfg.cg_cache_gb)  # fmt: skip
@@ -176,12 +190,14 @@ def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.
 
         def predict(test: tuple) -> dict[str, torch.Tensor]:
             out = fit.predict(test)
+            assert isinstance(out, dict)  # get= a tuple: one prediction per kernel
             return {name: out[get] for name, get in KERNELS.items()}
 
     else:
         k_train = kern(train, get=gets)  # both kernels share f's kernels and g's recursion
+        assert isinstance(k_train, dict)
         # one factorisation per training kernel; every test chunk is solved on it
-        fits = {name: fit_kernel_regression(k_train[get], y, eps=cfg.eps, ridge=cfg.ridge,
+        fits = {name: fit_kernel_regression(k_train[get], y, eps=cfg.eps, ridge=_ridge(cfg),
                                             jitter="auto")
                 for name, get in KERNELS.items()}  # fmt: skip
         del k_train
@@ -189,6 +205,7 @@ def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.
 
         def predict(test: tuple) -> dict[str, torch.Tensor]:
             k_cross = kern(test, train, get=gets)
+            assert isinstance(k_cross, dict)
             return {name: fits[name].predict(k_cross[get]).mean for name, get in KERNELS.items()}
 
     info["fit_seconds"] = round(time.perf_counter() - start, 2)
@@ -350,7 +367,7 @@ def summarise(ctx: RunContext[RepresentationConfig], raw: dict[str, Any]) -> Res
                   notes=notes(cfg))  # fmt: skip
 
 
-def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
+def figure(ctx: RunContext[RepresentationConfig], metrics: dict[str, Any]) -> str:
     """Test MSE against N per task: one colour per method (HK, NNGP, HN); ours solid
     (s_weighted) or dashed (released), the paper's printed rows dotted with crosses."""
     ns, mse = metrics["ns"], metrics["mse"]
@@ -384,7 +401,7 @@ def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
     return ctx.save_figure(fig, "table1_representation")
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[RepresentationConfig]) -> Result:
     """compute → summarise → figure."""
     result = summarise(ctx, compute(ctx))
     result.figures = [figure(ctx, result.metrics)]

@@ -52,7 +52,7 @@ def describe_hn(cfg: HNConfig, lengthscale: float) -> str:
 
 
 def train_hn(
-    ctx: RunContext,
+    ctx: RunContext[HNConfig],
     task: str,
     run: int,
     x_imgs: torch.Tensor,
@@ -61,20 +61,21 @@ def train_hn(
     x_test: torch.Tensor,
     y_test: torch.Tensor,
     coords: torch.Tensor,
+    lengthscale: float,
 ) -> tuple[float, float, bool]:
     """Train one hypernetwork and return (test MSE, final train loss, diverged).
 
     f sees the (masked) image ``x_imgs`` (N, 784), as the kernels' f does; g sees random Fourier
-    features of the pixel coordinates with the kernels' lengthscale (so g's input kernel is the
-    same RBF the kernels use) and outputs the pixel's intensity. Training samples are exactly the
-    kernels' (image, pixel) pairs: ``pix`` (N, P) pixel indices per image, grouped per image so
+    features of the pixel coordinates with the kernels' ``lengthscale`` (so g's input kernel is
+    the same RBF the kernels use) and outputs the pixel's intensity. Training samples are exactly
+    the kernels' (image, pixel) pairs: ``pix`` (N, P) pixel indices per image, grouped per image so
     that f runs once per image. Test MSE over all 784 pixels of the test images, like the kernels.
     """
     cfg = ctx.config
     n = x_imgs.shape[0]
     key = ("hn", task, n, run)
     gen = ctx.generator(*key, "init")
-    ff = FourierFeatures(2, cfg.hn_fourier_features, lengthscale=cfg.lengthscale, generator=gen)
+    ff = FourierFeatures(2, cfg.hn_fourier_features, lengthscale=lengthscale, generator=gen)
     feats = ff(coords.float().cpu())  # (784, k), fixed
     g = MLP([feats.shape[1], *[cfg.hn_g_width] * (cfg.hn_g_depth - 1), 1], "relu")
     x_f = x_imgs.float().cpu()

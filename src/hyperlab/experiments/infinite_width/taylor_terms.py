@@ -54,7 +54,7 @@ class TaylorTermsConfig(Config):
             )
 
 
-def compute(ctx: RunContext) -> dict[str, list]:
+def compute(ctx: RunContext[TaylorTermsConfig]) -> dict[str, list]:
     """mean_ij |K^(r)_ij| per draw: ``{H: [width][order][draw]}``."""
     cfg = ctx.config
     gen = ctx.generator("taylor-inputs")
@@ -91,7 +91,7 @@ def _slopes(logn: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((y - y.mean(-1, keepdims=True)) * xc).sum(-1) / (xc * xc).sum()
 
 
-def summarise(ctx: RunContext, per_draw: dict[str, list]) -> Result:
+def summarise(ctx: RunContext[TaylorTermsConfig], per_draw: dict[str, list]) -> Result:
     """Slopes of mean log|K^(r)| vs log n on the widest widths, with bootstrap intervals."""
     cfg = ctx.config
     widths, orders = np.array(cfg.f_widths), list(cfg.orders)
@@ -159,7 +159,7 @@ def summarise(ctx: RunContext, per_draw: dict[str, list]) -> Result:
     return Result(metrics=metrics, claims=claims, comparison=comparison, notes=notes)
 
 
-def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
+def figure(ctx: RunContext[TaylorTermsConfig], metrics: dict[str, Any]) -> str:
     """mean log|K^(r)| ± std over draws against log n, one panel per depth H of g, with the
     fitted slope over the fit widths."""
     widths = np.array(metrics["f_widths"])
@@ -192,7 +192,7 @@ def figure(ctx: RunContext, metrics: dict[str, Any]) -> str:
     return ctx.save_figure(fig, "thm1_taylor_terms")
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[TaylorTermsConfig]) -> Result:
     """compute → summarise → figure."""
     result = summarise(ctx, compute(ctx))
     result.figures = [figure(ctx, result.metrics)]

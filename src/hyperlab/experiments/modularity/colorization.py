@@ -56,7 +56,7 @@ class ColorizationConfig(ImageData, TunedSweepConfig):
     depths: list[int] = param(list(range(2, 10)), "numbers of layers k of f and e", min=2)
 
 
-def _rgb_images(ctx: RunContext, split: str, n: int | None) -> Tensor:
+def _rgb_images(ctx: RunContext[ColorizationConfig], split: str, n: int | None) -> Tensor:
     imgs, labels = images(ctx, split, n)
     if imgs.ndim == 4:  # CIFAR-10: already RGB
         return imgs
@@ -78,7 +78,7 @@ def pixel_mse(model: nn.Module, split: Mapping[str, Tensor], device: torch.devic
     return sums["sq"] / sums["n"]
 
 
-def colorization_task(ctx: RunContext, s: int) -> Task:
+def colorization_task(ctx: RunContext[ColorizationConfig], s: int) -> Task:
     """Seed ``s``'s data: painted images; fresh pixels every batch, fixed ones for testing."""
     cfg = ctx.config
     train = _rgb_images(ctx, "train", cfg.n_train)
@@ -105,7 +105,7 @@ def colorization_task(ctx: RunContext, s: int) -> Task:
     )
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[ColorizationConfig]) -> Result:
     """Compute the sweep over k, then summarise and draw the appendix figure."""
     cfg = ctx.config
     depths = list(cfg.depths)

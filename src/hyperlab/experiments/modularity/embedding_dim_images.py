@@ -35,7 +35,7 @@ class EmbeddingDimImagesConfig(ImageData, TunedSweepConfig):
     f_dim_step: int = param(50, "f's last hidden width is f_dim_step * (i + 1)", min=1)
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[EmbeddingDimImagesConfig]) -> Result:
     """Compute the sweep over i, then summarise and draw the appendix figure."""
     cfg = ctx.config
     steps = list(cfg.dims)

@@ -46,7 +46,7 @@ class ImageData(Conventions):
     n_test: int | None = param(None, "test images (None: the whole test set)", min=1)
 
 
-def images(ctx: RunContext, split: str, n: int | None) -> tuple[Tensor, Tensor]:
+def images(ctx: RunContext[ImageData], split: str, n: int | None) -> tuple[Tensor, Tensor]:
     """The first ``n`` images (uint8) and labels of ``config.dataset``'s ``split``."""
     cfg = ctx.config
     images, labels = LOADERS[cfg.dataset](split, data_dir=ctx.data_dir, download=cfg.download)
@@ -86,7 +86,7 @@ def classification_scores(
     return {"error": sums["wrong"] / n, "nll": sums["nll"] / n}
 
 
-def rotation_task(ctx: RunContext, s: int) -> Task:
+def rotation_task(ctx: RunContext[ImageData], s: int) -> Task:
     """Rotation prediction: I = image (f's input), x = I rotated by a ~ U[0, 360) (g's
     input), 12 classes. Fresh angles every batch; fixed angles for validation and test."""
     cfg = ctx.config
@@ -141,9 +141,10 @@ def rotation_builders(
     return {"hypernetwork": hyper, "embedding": emb}
 
 
-def rotation_result(ctx: RunContext, values: list, label: str, metrics: dict, table: Mapping, *,
-                    stem: str, xlabel: str, title: str, what: str, paper_ref: str,
-                    h_improves: bool, e_flat: bool, logx: bool = False) -> Result:  # fmt: skip
+def rotation_result(ctx: RunContext[ImageData], values: list, label: str, metrics: dict,
+                    table: Mapping, *, stem: str, xlabel: str, title: str, what: str,
+                    paper_ref: str, h_improves: bool, e_flat: bool,
+                    logx: bool = False) -> Result:  # fmt: skip
     """Claims (on the mean of the last three epochs' test error, per seed, then over seeds:
     single epochs move by ±0.02), the figure, the training curves and the rows of a sweep."""
     h, e = metrics["hypernetwork_error_last3"], metrics["embedding_error_last3"]

@@ -3,9 +3,14 @@ depth (the authors' grid 1e-4 * 10^(j/4), j = 2..9)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import Claim
@@ -31,7 +36,13 @@ class LrSensitivityConfig(ImageData, SweepConfig):
                              positive=True)  # fmt: skip
 
 
-def run(ctx: RunContext) -> Result:
+def _at_depth(build: Callable[[Any, torch.Generator], nn.Module], k: int, lr: float,
+              gen: torch.Generator) -> nn.Module:  # fmt: skip
+    """The model of depth ``k`` (every swept learning rate trains the same architecture)."""
+    return build(k, gen)
+
+
+def run(ctx: RunContext[LrSensitivityConfig]) -> Result:
     """Compute the sweep over learning rates, then summarise and draw the appendix figure."""
     cfg = ctx.config
     lrs = list(cfg.lrs)
@@ -41,7 +52,7 @@ def run(ctx: RunContext) -> Result:
         ctx,
         values=lrs,
         make_task=lambda s: rotation_task(ctx, s),
-        builders={name: (lambda v, g, b=b: b(k, g)) for name, b in builders.items()},
+        builders={name: functools.partial(_at_depth, b, k) for name, b in builders.items()},
         lr=lambda name, v: v,
         conventions=cfg,
         tuning=None,

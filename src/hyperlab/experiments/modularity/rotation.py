@@ -38,7 +38,7 @@ def hidden_widths(cfg: RotationConfig, k: int) -> list[int]:
     return [width(cfg)] * (k - 1) if cfg.f_arch == "paper" else [100] * (k + 1)
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[RotationConfig]) -> Result:
     """Compute the sweep over k, then summarise and draw Fig. 3."""
     cfg = ctx.config
     depths = list(cfg.depths)

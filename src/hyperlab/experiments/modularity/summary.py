@@ -59,7 +59,7 @@ def comparison_claims(
     score: str,
     paper_ref: str,
     beat_from: Callable[[Any], bool] = lambda v: True,
-    beat_label: str = "at every",
+    beat_label: str | None = None,
     h_improves: bool = True,
     e_flat: bool = True,
 ) -> list[Claim]:
@@ -67,7 +67,7 @@ def comparison_claims(
     claims = []
     idx = [i for i, v in enumerate(values) if beat_from(v)]
     claims.append(Claim(
-        f"hypernetwork {score} < embedding {score} {beat_label} {what}", paper_ref,
+        f"hypernetwork {score} < embedding {score} {beat_label or f'at every {what}'}", paper_ref,
         bool(idx) and all(finite_lt(h[i], e[i]) for i in idx),
         {"values": [values[i] for i in idx], "hypernetwork": [h[i] for i in idx],
          "embedding": [e[i] for i in idx]},

@@ -8,6 +8,7 @@ reviewers' fairness request). Each run records mean, std and per-seed values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from tqdm.auto import tqdm
 from hyperlab.experiments.base import RunContext
 from hyperlab.experiments.config import Config, ConfigError, param
 from hyperlab.experiments.stats import nanmean, nanstd
-from hyperlab.primary import count_parameters
+from hyperlab.hypernet import EmbeddingModel, HyperModel
+from hyperlab.primary import BoundPrimary, count_parameters
 from hyperlab.train import TrainingDiverged
 
 MODELS = ("hypernetwork", "embedding")
@@ -85,16 +87,18 @@ class Conventions(Config):
 
     def finish(self, model: nn.Module, generator: torch.Generator) -> nn.Module:
         """Apply ``trunk_init`` to a built model (f's trunk, or e) and return it."""
-        trunk = model.f.trunk if hasattr(model, "f") else getattr(model, "e", None)
-        if self.trunk_init == "he" and hasattr(trunk, "primary"):
-            he_init_(trunk, generator)
-            if hasattr(model, "f"):  # the head's calibration saw the old trunk
-                model.f.reset_head(generator=generator)
+        if self.trunk_init != "he":
+            return model
+        if isinstance(model, HyperModel) and isinstance(model.f.trunk, BoundPrimary):
+            he_init_(model.f.trunk, generator)
+            model.f.reset_head(generator=generator)  # its calibration saw the old trunk
+        elif isinstance(model, EmbeddingModel):
+            he_init_(model.e, generator)
         return model
 
 
 @torch.no_grad()
-def he_init_(net: nn.Module, generator: torch.Generator) -> None:
+def he_init_(net: BoundPrimary, generator: torch.Generator) -> None:
     """He-uniform init of a bound MLP in place: weights U(±√(6/fan_in)), zero biases, so a
     deep ReLU stack keeps its input signal (PyTorch's default shrinks it ~6x in variance per
     layer)."""
@@ -134,7 +138,7 @@ class Task:
 
 
 def fit_eval(
-    ctx: RunContext,
+    ctx: RunContext[SweepConfig],
     model: nn.Module,
     task: Task,
     *,
@@ -314,7 +318,7 @@ def sweep(
             for name, build in builders.items():
                 if tune and s == 0:
                     assert tuning is not None
-                    info = tune_lr(ctx, lambda g, b=build, v=v: b(v, g), task, (name, v),
+                    info = tune_lr(ctx, functools.partial(_build_at, build, v), task, (name, v),
                                    tuning, conventions)  # fmt: skip
                     tuned[name].append({"value": v, **info})
                     chosen[name][i] = info["best_lr"]
@@ -334,6 +338,11 @@ def sweep(
     if tune:
         metrics["tuning"] = tuned
     return metrics, out.table
+
+
+def _build_at(build: Callable[[Any, torch.Generator], nn.Module], v: Any,
+              gen: torch.Generator) -> nn.Module:  # fmt: skip
+    return build(v, gen)
 
 
 def _train_cell(ctx: RunContext[SweepConfig], model: nn.Module, task: Task, lr: float,
@@ -362,9 +371,9 @@ def conditioning_at_init(model: nn.Module, task: Task, n: int = 512) -> float:
         return math.nan
     device = next(model.parameters()).device
     cond = split["cond"][:n].to(device)
-    if hasattr(model, "f"):
+    if isinstance(model, HyperModel):
         out = model.f.flat(cond)
-    elif hasattr(model, "e"):
+    elif isinstance(model, EmbeddingModel):
         out = model.e(cond)
     else:
         return math.nan
@@ -375,9 +384,9 @@ def counts_recorder(counts: list, key: str) -> Callable[[str, Any, nn.Module], N
     """An ``on_model`` hook recording N_f, N_g (hypernetwork) and N_e, N_q (embedding)."""
 
     def record(name: str, v: Any, model: nn.Module) -> None:
-        if name == "hypernetwork":
+        if isinstance(model, HyperModel):
             counts.append({key: v, "N_f": count_parameters(model.f), "N_g": model.g.layout.numel})
-        else:
+        elif isinstance(model, EmbeddingModel):
             row = next(c for c in counts if c[key] == v)
             row.update(N_e=count_parameters(model.e), N_q=count_parameters(model.q))
 

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hyperlab.data import TARGET_KINDS, best_independent_mse, make_synthetic_target
+from hyperlab.data import make_synthetic_target
 from hyperlab.data import synthetic_task as make_synthetic_task
+from hyperlab.data.tasks import TARGET_KINDS, best_independent_mse
 from hyperlab.experiments.base import Result, RunContext
 from hyperlab.experiments.config import param
 from hyperlab.experiments.evaluate import evaluate_batches
@@ -67,7 +68,7 @@ def regression_mse(model: nn.Module, split: Mapping[str, Tensor], device: torch.
     return sums["sq"] / split["y"].shape[0]
 
 
-def synthetic_task(ctx: RunContext, s: int) -> Task:
+def synthetic_task(ctx: RunContext[SyntheticConfig], s: int) -> Task:
     """Seed ``s``'s data. Headline split (suffix ''): conditions I never seen in training
     (fresh x too). ``_seen_conditions``: fresh x with conditions from the training set."""
     cfg = ctx.config
@@ -104,7 +105,7 @@ def synthetic_task(ctx: RunContext, s: int) -> Task:
 
 
 def synthetic_result(
-    ctx: RunContext,
+    ctx: RunContext[SyntheticConfig],
     key: str,
     values: list,
     metrics: dict,

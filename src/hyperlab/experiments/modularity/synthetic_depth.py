@@ -61,7 +61,7 @@ def builders(cfg: SyntheticDepthConfig):
     return {"hypernetwork": hyper, "embedding": emb}
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[SyntheticDepthConfig]) -> Result:
     """Compute the sweep over k, then summarise (claims, rows) and draw Fig. 1a."""
     cfg = ctx.config
     depths = list(cfg.depths)
@@ -85,7 +85,7 @@ def run(ctx: RunContext) -> Result:
     return synthetic_result(
         ctx, "k", depths, metrics, table, stem="fig1a_depth", what="depth k of f / e",
         paper_ref=PAPER_REF,
-        claim_kw={"beat_from": lambda k: k >= 3, "beat_label": "at every k >= 3 and every"},
+        claim_kw={"beat_from": lambda k: k >= 3, "beat_label": "at every depth k >= 3 of f / e"},
         xlabel="number of layers k of f / e",
         title=f"Fig. 1a: y(x, I) = <x, h(I)>, d_x = {cfg.d_x} ({ctx.preset})",
     )  # fmt: skip

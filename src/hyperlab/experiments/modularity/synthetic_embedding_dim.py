@@ -52,7 +52,7 @@ def builders(cfg: SyntheticEmbeddingDimConfig):
     return {"hypernetwork": hyper, "embedding": emb}
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[SyntheticEmbeddingDimConfig]) -> Result:
     """Compute the sweep over i, then summarise and draw Fig. 1b."""
     cfg = ctx.config
     steps = list(cfg.dims)

@@ -68,6 +68,7 @@ class ConvTarget(nn.Module):
         with torch.no_grad():
             for m in (self.conv1, self.conv2, self.fc1):
                 fan_in = m.weight[0].numel()
+                assert m.bias is not None
                 _uniform_(m.weight, 1 / math.sqrt(fan_in), generator)
                 _uniform_(m.bias, 1 / math.sqrt(fan_in), generator)
         self.requires_grad_(False)
@@ -88,9 +89,10 @@ class StudentPair(nn.Module):
         super().__init__()
         self.nets = nn.ModuleList()
         for gen in generators:
-            net = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+            first, last = nn.Linear(d, hidden), nn.Linear(hidden, 10)
+            net = nn.Sequential(first, nn.ReLU(), last)
             with torch.no_grad():
-                for lin in (net[0], net[2]):
+                for lin in (first, last):
                     bound = 1 / math.sqrt(lin.in_features)
                     _uniform_(lin.weight, bound, gen)
                     _uniform_(lin.bias, bound, gen)
@@ -102,7 +104,7 @@ class StudentPair(nn.Module):
         return self.nets[0](x), self.nets[1](x)
 
 
-def _inputs(ctx: RunContext, space: str, s: int):
+def _inputs(ctx: RunContext[UniqueApproximatorConfig], space: str, s: int):
     """Train data (dict for fit), its transform, fixed test inputs, input shape."""
     cfg = ctx.config
     if space == "uniform":
@@ -130,7 +132,9 @@ def _inputs(ctx: RunContext, space: str, s: int):
     return {"x": tr}, None, te, tuple(tr.shape[1:])
 
 
-def _train_pair(ctx: RunContext, space: str, s: int) -> dict[str, list[float]]:
+def _train_pair(
+    ctx: RunContext[UniqueApproximatorConfig], space: str, s: int
+) -> dict[str, list[float]]:
     """One seed on one input space: the three distances per epoch (NaN if it diverged)."""
     cfg = ctx.config
     train, transform, test_x, shape = _inputs(ctx, space, s)
@@ -162,7 +166,7 @@ def _train_pair(ctx: RunContext, space: str, s: int) -> dict[str, list[float]]:
         return {k: [math.nan] * cfg.epochs for k in keys}
 
 
-def run(ctx: RunContext) -> Result:
+def run(ctx: RunContext[UniqueApproximatorConfig]) -> Result:
     """Compute the per-epoch distances for every space and seed, summarise, draw Fig. 2."""
     cfg = ctx.config
     spaces = list(cfg.inputs)
