@@ -195,7 +195,7 @@ def test_eval_mode_around_evaluate_and_transform_generator() -> None:
 def test_progress_bar_counts_every_step_and_shows_the_loss(monkeypatch) -> None:
     import io
 
-    import hyperlab.train as train_module
+    import hyperlab.train.loop as train_module
 
     bars: list = []
     stream = io.StringIO()

@@ -1,0 +1,29 @@
+"""The one training loop used by every hyperlab model and experiment: :func:`fit`.
+
+:mod:`.loop` (the loop, its phases and its documentation: randomness, host synchronisation,
+distributed training), :mod:`.config` (:class:`TrainConfig`, :class:`History`, the errors),
+:mod:`.state` (the training state and its checkpoints).
+"""
+
+from hyperlab.train.config import (
+    PRECISIONS,
+    CheckpointMismatchError,
+    History,
+    TrainConfig,
+    TrainingDiverged,
+    autocast,
+)
+from hyperlab.train.loop import fit
+from hyperlab.train.state import CHECKPOINT_NAME, TrainState
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "PRECISIONS",
+    "CheckpointMismatchError",
+    "History",
+    "TrainConfig",
+    "TrainState",
+    "TrainingDiverged",
+    "autocast",
+    "fit",
+]
