@@ -20,9 +20,10 @@ export HYPERLAB_DATA ?= $(abspath ../shared/data)
 $(BIN)/hyperlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The pinned torch build first (TORCH above), so the package's `torch` requirement is met
+	# The pinned torch build first (TORCH above), so the package's `torch` requirement is met;
+	# --no-deps: only torch comes from its index, its dependencies with hyperlab's below
 	@echo "installing PyTorch $(TORCH_VERSION), $(TORCH_BUILD) build: pip install $(TORCH_SPEC)"
-	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet --no-deps $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
