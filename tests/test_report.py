@@ -11,9 +11,10 @@ from hyperlab.experiments.claims import Claim, format_evidence
 from hyperlab.report import ReportError, find_results, load_records, render_report, write_report
 
 
-def _fake_run(folder, name, claims, evidence=None, figures=()):
+def _fake_run(folder, name, claims, evidence=None, figures=(), scale=None):
     evidence = evidence or {}
-    claims = [{"claim": c, "paper_ref": "Fig. 9", "held": h, "evidence": evidence.get(c, {})}
+    claims = [{"claim": c, "paper_ref": "Fig. 9", "held": h, "evidence": evidence.get(c, {}),
+               "rule": f"rule of {c}", "not_judged": None if h is not None else f"why {c}"}
               for c, h in claims.items()]  # fmt: skip
     folder.mkdir(parents=True)
     for fig in figures:
@@ -37,6 +38,7 @@ def _fake_run(folder, name, claims, evidence=None, figures=()):
         "notes": ["a note"],
         "figures": list(figures),
         "wall_seconds": 1.5,
+        "scale": scale or {"scale": "paper", "below": [], "beyond": []},
     }
     (folder / "results.json").write_text(json.dumps(record))
     return record
@@ -45,16 +47,24 @@ def _fake_run(folder, name, claims, evidence=None, figures=()):
 def test_table_has_one_row_per_claim_with_numbers_and_verdict(tmp_path):
     _fake_run(tmp_path / "runs" / "a", "exp-a", {"c1": True, "c2": False, "c4": None},
               {"c1": {"hn": 0.1, "emb": 0.2}}, figures=["fig.png"])  # fmt: skip
-    _fake_run(tmp_path / "runs" / "b", "exp-b", {"c3": True})
+    _fake_run(
+        tmp_path / "runs" / "b",
+        "exp-b",
+        {"c3": True},
+        scale={"scale": "reduced", "below": ["seeds 2 (the paper: 100)"], "beyond": []},
+    )
     text, out = write_report([tmp_path / "runs"], tmp_path / "page" / "report.md")
     assert out.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| Fig. 9 |")]
     assert len(rows) == 4
-    assert ("| Fig. 9 | c1 | hn = 0.1; emb = 0.2 | yes | `hyperlab run exp-a --quick` | quick | "
-            "seed 0, 0.0 min | 2-core x86_64 CPU, 2 threads | 0123456789 |") in rows  # fmt: skip
+    assert ("| Fig. 9 | c1 | rule of c1 | hn = 0.1; emb = 0.2 | yes | paper | "
+            "`hyperlab run exp-a --quick` | quick | seed 0, 0.0 min | 2-core x86_64 CPU, "
+            "2 threads | 0123456789 |") in rows  # fmt: skip
     assert any("| c2 |" in r and "| **no** |" in r for r in rows)
-    assert any("| c4 |" in r and "| not judged |" in r for r in rows)
-    assert "2 run(s); 2 of 3 judged claims held (1 could not be judged)." in text
+    assert any("| c4 |" in r and "| not judged (why c4) |" in r for r in rows)
+    assert any("| c3 |" in r and "| reduced: seeds 2 (the paper: 100) |" in r for r in rows)
+    assert "- at paper scale: 1 of 2 judged claims held (1 not judged)" in text
+    assert "- at reduced scale: 1 of 1 judged claims held (0 not judged)" in text
     assert "0.1 \\| 0.2" in text  # pipes inside cells are escaped
     assert "![fig.png](../runs/a/fig.png)" in text  # relative to the page
     assert (out.parent / "../runs/a/fig.png").resolve().is_file()
@@ -82,12 +92,15 @@ def one_thread():
 
 def test_cli_report_on_real_runs(tmp_path, capsys, one_thread):
     kw = dict(preset="tiny", progress=False, overrides={"depths": [2, 3], "seeds": 1})
-    rec = run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "r1", **kw)
+    run_experiment("modularity-synthetic-depth", out_dir=tmp_path / "r1", **kw)
+    rec = json.loads((tmp_path / "r1" / "results.json").read_text())  # as the report reads it
     assert main(["report", str(tmp_path / "r1"), "--out", str(tmp_path / "report.md")]) == 0
     text = (tmp_path / "report.md").read_text()
     for c in map(Claim.from_dict, rec["claims"]):
         verdict = {True: "yes", False: "**no**", None: "not judged"}[c.held]
-        assert f"| {c.claim} | {format_evidence(c.evidence)} | {verdict} |" in text
+        if c.held is None:
+            verdict += f" ({c.not_judged})"
+        assert f"| {c.claim} | {c.rule} | {format_evidence(c.evidence)} | {verdict} |" in text
     for fig in rec["figures"]:
         assert f"](r1/{fig})" in text
     capsys.readouterr()

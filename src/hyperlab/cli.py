@@ -1,4 +1,4 @@
-"""Command line: ``hyperlab list | show NAME | run NAME | report DIR...``."""
+"""Command line: ``hyperlab list | show NAME | run NAME | rejudge DIR... | report DIR...``."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ from hyperlab.experiments.base import (
     format_comparison,
     get_experiment,
 )
+from hyperlab.experiments.claims import format_evidence
 from hyperlab.experiments.config import parse_overrides
+from hyperlab.experiments.rejudge import rejudge
 from hyperlab.experiments.runner import run_experiment
+from hyperlab.experiments.scale import paper_scale
 from hyperlab.io import CheckpointError
 from hyperlab.kernels import NotConvergedError
-from hyperlab.report import write_report
+from hyperlab.report import find_results, write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     dl.add_argument("--data-dir", default=None, help="data root (default $HYPERLAB_DATA, else "
                     "the user cache folder)")  # fmt: skip
+    rj = sub.add_parser("rejudge", help="recompute the claims (and scale) of finished runs "
+                        "under the current rules, from their results.json")  # fmt: skip
+    rj.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (or parents of them)")
+    rj.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                    help="what the claims compare with (e.g. mnf_results=PATH)")  # fmt: skip
     rep = sub.add_parser("report", help="gather run folders into one Markdown page")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (or parents of them)")
     rep.add_argument("--out", default=None, help="write the page here (default: print it)")
@@ -124,9 +132,15 @@ def _run(args: argparse.Namespace) -> int:
         if key not in exp.config_class.keys():
             raise ValueError(f"{flag}: {args.name} has no {key!r} setting")
         overrides[key] = value
+    cfg = exp.config(preset, overrides)
     if preset == "full" and exp.estimate is not None:
-        cfg = exp.config(preset, overrides)
-        print(f"hyperlab: the full preset runs the paper's sizes: {exp.estimate(cfg)}",
+        print(f"hyperlab: the full preset: {exp.estimate(cfg)}", file=sys.stderr)
+    scale = paper_scale(cfg, exp.paper_sizes)
+    if scale["below"]:
+        print(f"hyperlab: below the paper's sizes (a reduced run): {'; '.join(scale['below'])}",
+              file=sys.stderr)  # fmt: skip
+    elif scale["scale"] == "paper":
+        print("hyperlab: every size the paper states is met (a paper-scale run)",
               file=sys.stderr)  # fmt: skip
     out = args.out or f"runs/{args.name}" + ("" if preset == "full" else f"-{preset}")
     record = run_experiment(
@@ -152,6 +166,21 @@ def _data(args: argparse.Namespace) -> int:
         paths = fetch_dataset(name, args.data_dir)
         folder = next(iter(paths.values())).parent
         print(f"{name}: {len(paths)} files verified (size and MD5) in {folder}")
+    return 0
+
+
+def _rejudge(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.set)
+    for path in find_results(args.dirs):
+        flips = rejudge(path, overrides)
+        print(f"{path}: {len(flips)} verdict(s) changed")
+        label = {True: "held", False: "NOT held", None: "not judged"}
+        for f in flips:
+            c = f.claim
+            why = f" ({c.not_judged})" if c.held is None and c.not_judged else ""
+            print(f"  {label[f.old_held]} -> {label[c.held]}{why}: {c.claim}")
+            print(f"      was: {f.old_claim}")
+            print(f"      evidence: {format_evidence(c.evidence)}")
     return 0
 
 
@@ -197,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "rejudge":
+            return _rejudge(args)
         if args.command == "data":
             return _data(args)
     except NotConvergedError as e:

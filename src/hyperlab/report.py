@@ -112,6 +112,35 @@ def _provenance(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return command, run, machine, commit
 
 
+def _scale(record: Mapping[str, Any]) -> str:
+    """``paper``, ``reduced: ...`` (every dimension below the paper's) or ``beyond: ...``."""
+    sc = record.get("scale") or {}
+    label = sc.get("scale", "unknown (recorded before scales)")
+    parts = [*sc.get("below", []), *(sc.get("beyond", []) if label == "beyond" else [])]
+    return f"{label}: {'; '.join(parts)}" if parts else label
+
+
+def _counts(records: Sequence[tuple[Path, Mapping[str, Any]]]) -> list[str]:
+    """How many claims held, per scale: paper-scale runs counted on their own."""
+    by: dict[str, list[Claim]] = {}
+    for _, r in records:
+        by.setdefault((r.get("scale") or {}).get("scale", "unknown"), []).extend(_claims(r))
+    lines = [f"{len(records)} run(s)."]
+    for scale in ("paper", "reduced", "beyond", "unknown"):
+        claims = by.get(scale, [])
+        if not claims:
+            continue
+        held = sum(c.held is True for c in claims)
+        judged = sum(c.held is not None for c in claims)
+        lines.append(f"- at {scale} scale: {held} of {judged} judged claims held "
+                     f"({len(claims) - judged} not judged)")  # fmt: skip
+    dirty = [str(r.get("experiment")) for _, r in records if (r.get("git") or {}).get("dirty")]
+    if dirty:
+        lines.append(f"- {len(dirty)} run(s) made from a tree with uncommitted changes "
+                     "(commit marked dirty)")  # fmt: skip
+    return [*lines, ""]
+
+
 def render_report(
     records: Sequence[tuple[Path, Mapping[str, Any]]],
     page_dir: str | os.PathLike[str],
@@ -123,30 +152,31 @@ def render_report(
     papers = sorted({str(r.get("paper", "")) for _, r in records if r.get("paper")})
     if papers:
         lines += ["Paper(s): " + "; ".join(papers), ""]
-    claims = [c for _, r in records for c in _claims(r)]
-    held = sum(c.held is True for c in claims)
-    judged = sum(c.held is not None for c in claims)
-    lines += [f"{len(records)} run(s); {held} of {judged} judged claims held "
-              f"({len(claims) - judged} could not be judged).", ""]  # fmt: skip
+    lines += _counts(records)
     summary = []
     for _, r in records:
         command, run, machine, commit = _provenance(r)
+        scale = _scale(r)
         for c in _claims(r):
             ok = {True: "yes", False: "**no**", None: "not judged"}[c.held]
-            summary.append((c.paper_ref or r.get("reproduces", ""), c.claim,
-                            format_evidence(c.evidence), ok, f"`{command}`",
+            if c.held is None and c.not_judged:
+                ok += f" ({c.not_judged})"
+            summary.append((c.paper_ref or r.get("reproduces", ""), c.claim, c.rule or "-",
+                            format_evidence(c.evidence), ok, scale, f"`{command}`",
                             r.get("preset", "?"), run, machine, commit))  # fmt: skip
         if not r["claims"]:
-            summary.append((r.get("reproduces", ""), "(none)", "", "", f"`{command}`",
-                            r.get("preset", "?"), run, machine, commit))  # fmt: skip
-    lines += _table(["paper", "claim", "ours", "held", "command", "preset", "seeds, wall time",
-                     "machine", "commit"], summary)  # fmt: skip
+            summary.append((r.get("reproduces", ""), "(none)", "", "", "", scale,
+                            f"`{command}`", r.get("preset", "?"), run, machine,
+                            commit))  # fmt: skip
+    lines += _table(["paper", "claim", "rule", "ours", "held", "scale", "command", "preset",
+                     "seeds, wall time", "machine", "commit"], summary)  # fmt: skip
     for path, r in records:
         lines += ["", f"## {_run_label(r)}", ""]
         lines.append(f"{r.get('summary', '')}".strip())
         lines.append("")
         info = [
             f"reproduces {r.get('reproduces', '?')}",
+            f"scale {_scale(r)}",
             f"seed {r.get('seed', '?')}",
             f"device {r.get('device', '?')}",
         ]

@@ -11,6 +11,7 @@ import hyperlab.train
 from hyperlab.cli import main
 from hyperlab.experiments import discover, get_experiment, run_experiment, runner
 from hyperlab.experiments.claims import Claim
+from hyperlab.io import to_jsonable
 
 NAMES = sorted(discover())
 
@@ -41,9 +42,17 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
     claims = [Claim.from_dict(c) for c in record["claims"]]
     assert claims, "every experiment checks at least one of the paper's claims"
     for c in claims:
-        assert c.claim and c.paper_ref and c.evidence, c
-        assert c.held in (True, False, None)
+        assert c.claim and c.paper_ref and c.rule, c  # every claim says how it is judged
+        assert (c.held is None) == bool(c.not_judged), c  # not judged: always with a reason
         assert c.claim in printed
+    # the claims are a function of the record alone: judging the stored config and metrics
+    # again gives them back (what `hyperlab rejudge` relies on)
+    exp = get_experiment(name)
+    assert exp.judge is not None
+    again = exp.judge(exp.config_class().replace(record["config"]), record["metrics"])
+    assert to_jsonable([c.to_dict() for c in again]) == record["claims"]
+    assert record["scale"]["scale"] in ("paper", "reduced", "beyond", "unknown")
+    assert record["scale"]["scale"] == "reduced", "a tiny preset is below the paper's sizes"
     for fig in record["figures"]:
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(d == torch.device("cpu") for d in devices)

@@ -181,16 +181,23 @@ class Experiment:
     config_class: type[Config]
     presets: Mapping[str, Mapping[str, Any]]
     run: Callable[[RunContext[Any]], Result]
+    #: the paper's claims from a finished run's config and metrics alone (what ``run`` returns
+    #: as its claims, and what ``hyperlab rejudge`` recomputes on a record under new rules)
+    judge: Callable[[Any, dict[str, Any]], list[Claim]] | None = None
     paper_reference: Mapping[str, Any] = field(default_factory=dict)
     #: what a config costs, in words (training runs, epochs, measured times where known)
     estimate: Callable[[Any], str] | None = None
-    #: config fields that only select which independent training runs happen (the number of
-    #: seeds, the swept values): left out of the checkpoint hash, so a run with more seeds or
-    #: other values reuses the finished runs they share
+    #: config fields that do not change a trained model, only which independent training runs
+    #: happen (the number of seeds, the swept values) or what the claims compare with: left
+    #: out of the checkpoint hash, so a run with more seeds or other values reuses the
+    #: finished runs they share
     selects: tuple[str, ...] = ()
     #: whether the run computes on ``--device`` (False: CPU only, whatever is asked; the
     #: record then says cpu)
     uses_device: bool = True
+    #: the sizes the paper states, config field -> value (:mod:`hyperlab.experiments.scale`):
+    #: results.json's ``scale`` compares the resolved config with them
+    paper_sizes: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Config:
         """The preset's config with ``overrides`` applied, type- and range-checked."""

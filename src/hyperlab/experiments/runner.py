@@ -39,6 +39,7 @@ from hyperlab.experiments.base import (
     get_experiment,
 )
 from hyperlab.experiments.config import Config
+from hyperlab.experiments.scale import paper_scale
 from hyperlab.io import (
     CheckpointError,
     atomic_write_json,
@@ -164,7 +165,7 @@ def _checkpoints(out: Path, digest: str, resume: bool) -> tuple[Path, dict[str, 
                   "trained_seconds": _trained_seconds(found)}  # fmt: skip
 
 
-def _git_commit() -> dict[str, Any] | None:
+def git_commit() -> dict[str, Any] | None:
     """The commit of the source checkout hyperlab runs from (None outside a git checkout)."""
     src = Path(__file__).resolve().parent
     try:
@@ -286,7 +287,7 @@ def _run_locked(exp: Experiment, cfg: Config, preset: str, out: Path, seed: int,
         checkpoint_root=ckpt_root,
     )  # fmt: skip
     torch.manual_seed(seed)  # library defaults that draw from the global stream
-    git = _git_commit()  # the code that runs: read before the run, not after it
+    git = git_commit()  # the code that runs: read before the run, not after it
     start = time.perf_counter()
     with num_threads(cfg.cpu_threads if run_dev.type == "cpu" else None):
         machine = _machine(run_dev)
@@ -295,6 +296,7 @@ def _run_locked(exp: Experiment, cfg: Config, preset: str, out: Path, seed: int,
         "experiment": exp.name, "paper": str(exp.paper), "arxiv": exp.paper.arxiv,
         "reproduces": exp.reproduces, "summary": exp.summary, "preset": preset, "seed": seed,
         "device": str(run_dev), "config": cfg.to_dict(), "config_hash": digest,
+        "scale": paper_scale(cfg, exp.paper_sizes),
         "overrides": dict(overrides or {}), "resumed_from": resumed, "metrics": result.metrics,
         "paper_reference": dict(exp.paper_reference),
         "claims": [c.to_dict() for c in result.claims],

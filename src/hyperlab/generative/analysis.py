@@ -16,6 +16,7 @@ call evaluates all B networks on shared images (chunked to bound memory).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -32,6 +33,7 @@ __all__ = [
     "fgsm_attack",
     "filter_diversity",
     "interpolation_paths",
+    "isotropic_pc1_share",
     "majority_vote",
     "pairwise_distances",
     "pca",
@@ -283,3 +285,14 @@ def interpolation_paths(
     acc_i = accuracies(predict_logits(primary, interp, images), labels)
     acc_d = accuracies(predict_logits(primary, direct, images), labels)
     return {"t": t.cpu(), "interpolated": acc_i.cpu(), "direct": acc_d.cpu()}
+
+
+def isotropic_pc1_share(n: int, d: int) -> float:
+    """The share of variance the top principal component takes for ``n`` samples of isotropic
+    Gaussian noise in ``d`` dimensions (centred): the Marchenko-Pastur edge over the mean
+    eigenvalue, (1 + √(m / M))² / m with m = min(n - 1, d), M = max(n - 1, d). Any PC1 share of
+    generated weights is judged against this null, not against 1/(n-1) (Fig. 9)."""
+    if n < 2 or d < 1:
+        raise ValueError(f"n, d: expected n >= 2 samples and d >= 1 dimensions, got {n}, {d}")
+    m, big = min(n - 1, d), max(n - 1, d)
+    return (1 + math.sqrt(m / big)) ** 2 / m

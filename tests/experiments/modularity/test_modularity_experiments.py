@@ -181,10 +181,13 @@ def test_rotation_sizes_follow_the_paper(tmp_path, data_root):
     assert len(m["curves"]["embedding"][0][0]["error_test"]) == 1
     # how much f(I) and e(I) depend on I at init (seed 0): positive and finite
     assert all(0 < c < 1e3 for c in m["conditioning_at_init"]["hypernetwork"])
-    # one depth: the comparison is judged, the trends over depth are not
-    held = {c["claim"]: c["held"] for c in record["claims"]}
-    assert [v for k, v in held.items() if "improve" in k] == [None, None]
-    assert any(v is not None for k, v in held.items() if "improve" not in k)
+    # one seed and one depth: no noise estimate, no trend: nothing is judged, each says why
+    reasons = {c["claim"]: c["not_judged"] for c in record["claims"]}
+    assert all(c["held"] is None for c in record["claims"])
+    assert [r for k, r in reasons.items() if "improve" in k] == [
+        "a trend needs two swept values"
+    ] * 2
+    assert "one repetition per side" in next(r for k, r in reasons.items() if "<" in k)
 
 
 def test_tune_picks_each_models_lr_on_validation(tmp_path):

@@ -8,11 +8,13 @@ first-layer filters (:mod:`.analyses`).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,24 +22,31 @@ import torch
 from torch import Tensor
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
-from hyperlab.experiments.claims import Claim
+from hyperlab.experiments.claims import Claim, binomial_se, compare
 from hyperlab.experiments.config import ConfigError, param
 from hyperlab.experiments.figures import epoch_figure
 from hyperlab.experiments.generating.analyses import (
     ANALYSIS_QUICK,
+    ANALYSIS_SIZES,
     ANALYSIS_TINY,
     AnalysisConfig,
+    accuracy_claim,
     config_key,
+    ensemble_claim,
+    fgsm_claim,
     generate,
     headline,
     hist_figure,
     mnist_data,
+    path_minima,
+    pca_claim,
     population_stats,
     run_analyses,
     summary_rows,
 )
 from hyperlab.experiments.generating.mnf_baseline import MNFConfig, train_mnf
 from hyperlab.experiments.papers import GENERATING
+from hyperlab.experiments.scale import sizes_of
 from hyperlab.generative import GenerativeHyperNetwork, generative_loss
 from hyperlab.generative.analysis import accuracies, predict_logits
 from hyperlab.generative.model import recalibrate_batch_norm
@@ -74,6 +83,12 @@ class GeneratingMnistConfig(AnalysisConfig):
                         "checkpoints: 11k-18k)", min=1)  # fmt: skip
     precise_bn: bool = param(False, "recompute batch-norm averages on fresh noise after "
                              "training (the released code keeps its EMA)")  # fmt: skip
+    mnf_results: str | None = param(
+        None,
+        "a generating-mnf-baseline results.json whose "
+        "statistics the diversity and PCA claims compare with "
+        "(None: only an MNF trained in this run, mnf_epochs)",
+    )
     mnf_epochs: int = param(0, "also train the MNF baseline (generating-mnf-baseline's "
                             "settings) this many epochs and compare accuracy and diversity "
                             "in this run (0: no)", min=0)  # fmt: skip
@@ -242,19 +257,90 @@ _DIVERSITY = (
 )
 
 
-def mnf_claims(ours: Mapping[str, Any], mnf: Mapping[str, Any]) -> list[Claim]:
+def mnf_claims(ours: Mapping[str, Any], mnf: Mapping[str, Any] | None, source: str
+               ) -> list[Claim]:  # fmt: skip
     """Sec. 4.2.2: generated networks are more diverse than MNF's, in weights (the least
     diverse first-layer filter, Fig. 5) and in predictions (disagreement between pairs)."""
+    texts = (
+        "the generator's least diverse first-layer filter is more diverse than MNF's "
+        "(MNF: very low diversity in some filters)",
+        "generated networks disagree with each other more than MNF's networks do",
+    )
     keys = ("conv0_filter_diversity_min", "prediction_disagreement")
+    refs = ("Sec. 4.2.2, Fig. 5", "Sec. 4.2.2")
+    if mnf is None:
+        why = (
+            "no MNF baseline to compare with: --set mnf_epochs=N trains one in the run, "
+            "mnf_results=PATH reads a generating-mnf-baseline record"
+        )
+        return [
+            Claim(
+                t, r, None, {"generator": ours[k]}, rule=f"generator's {k} > MNF's", not_judged=why
+            )
+            for t, k, r in zip(texts, keys, refs, strict=True)
+        ]
     return [
-        Claim("the generator's least diverse first-layer filter is more diverse than MNF's "
-              "(MNF: very low diversity in some filters)", "Sec. 4.2.2, Fig. 5",
-              ours[keys[0]] > mnf[keys[0]], {"generator": ours[keys[0]], "mnf": mnf[keys[0]]}),
-        Claim("generated networks disagree with each other more than MNF's networks do",
-              "Sec. 4.2.2", ours[keys[1]] > mnf[keys[1]],
-              {"generator": ours[keys[1]], "mnf": mnf[keys[1]],
-               "accuracy_generator": ours["accuracy_mean"], "accuracy_mnf": mnf["accuracy_mean"]}),
+        Claim(
+            t,
+            r,
+            ours[k] > mnf[k],
+            {"generator": ours[k], "mnf": mnf[k], "mnf_source": source},
+            rule=f"generator's {k} > MNF's (one statistic per model: no repetition noise)",
+        )
+        for t, k, r in zip(texts, keys, refs, strict=True)
+    ]
+
+
+def load_mnf(cfg: GeneratingMnistConfig, metrics: Mapping[str, Any]
+             ) -> tuple[Mapping[str, Any] | None, int | None, str]:  # fmt: skip
+    """The MNF baseline's statistics to compare with: trained in this run, else read from
+    ``mnf_results`` (a generating-mnf-baseline results.json); with that record's n_pca."""
+    if "mnf" in metrics:
+        return metrics["mnf"], None, "trained in this run"
+    if not cfg.mnf_results:
+        return None, None, ""
+    path = Path(cfg.mnf_results)
+    try:
+        record = json.loads(path.read_text())
+        stats = record["metrics"]["analyses"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"mnf_results: {path} is not a readable generating-mnf-baseline "
+                          f"record ({type(e).__name__}: {e})") from None  # fmt: skip
+    if record.get("experiment") != "generating-mnf-baseline":
+        raise ConfigError(f"mnf_results: {path} holds {record.get('experiment')!r}, expected "
+                          "generating-mnf-baseline")  # fmt: skip
+    return stats, int(record["config"]["n_pca"]), str(path)
+
+
+#: the weights the PCA and the null see: every weight of the paper's target (App. A.6)
+TARGET_WEIGHTS = ConvNet().layout.numel
+
+
+def judge(cfg: GeneratingMnistConfig, metrics: dict[str, Any]) -> list[Claim]:
+    """Sec. 4.2's claims on the main λ's networks: accurate (the paper's level), ensembles
+    better, ensembles resist FGSM, the direct path drops (Fig. 7), PCA structure (Fig. 9) and
+    diversity against MNF."""
+    main = metrics["analyses"]
+    mnf, mnf_n_pca, source = load_mnf(cfg, metrics)
+    what = "generated networks"
+    n_path = cfg.path_images
+    direct, inter = (
+        path_minima(main, "path_direct_accuracy"),
+        path_minima(main, "path_interpolated_accuracy"),
+    )
+    noise = (binomial_se(float(np.mean(direct)), n_path), binomial_se(float(np.mean(inter)),
+                                                                      n_path))  # fmt: skip
+    claims = [
+        accuracy_claim(main, cfg.accuracy_claim_threshold, what, "Fig. 2"),
+        ensemble_claim(main, cfg.n_test, what, "Sec. 4.2.2"),
+        fgsm_claim(main, what, "Fig. 8, Sec. 4.2.3"),
+        Claim.of("the direct path between two generated networks has lower accuracy than the "
+                 "interpolated path G(z(t))", "Fig. 7",
+                 compare(direct, inter, names=("direct", "interpolated"), noise=noise)),
+        pca_claim(main, cfg.n_pca, TARGET_WEIGHTS, "generated weights", "Fig. 9",
+                  baseline=mnf if mnf_n_pca else None, baseline_n=mnf_n_pca),
     ]  # fmt: skip
+    return claims + mnf_claims(main, mnf, source)
 
 
 def mnf_rows(ours: Mapping[str, Any], mnf: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -276,34 +362,7 @@ def summarise(ctx: RunContext[GeneratingMnistConfig], metrics: dict[str, Any]) -
     """The paper's claims on accuracy, diversity, ensembles, FGSM, paths and PCA."""
     cfg = ctx.config
     main = metrics["analyses"]
-    fg = main["fgsm"]
-    single_auc, ens_auc = float(np.mean(fg["single"])), float(np.mean(fg["ensemble"]))
-    pc1 = main["pca_explained_variance_ratio_all"][0]
-    iso = 1.0 / (cfg.n_pca - 1)
-    direct, inter = main["path_min_accuracy_direct"], main["path_min_accuracy_interpolated"]
-    claims = [
-        Claim("generated networks are accurate (mean test accuracy well above chance)",
-              "Fig. 2", main["accuracy_mean"] > cfg.accuracy_claim_threshold,
-              {"accuracy_mean": main["accuracy_mean"], "chance": 0.1,
-               "threshold": cfg.accuracy_claim_threshold}),
-        Claim("generated networks are not all the same (networks disagree on some test images)",
-              "Sec. 4.2", main["prediction_disagreement"] > 0.0,
-              {"prediction_disagreement": main["prediction_disagreement"]}),
-        Claim("ensembles of generated networks are more accurate than single generated networks",
-              "Sec. 4.2.2", main["ensemble_accuracy"] > main["accuracy_mean"],
-              {"ensemble": main["ensemble_accuracy"], "single": main["accuracy_mean"]}),
-        Claim("ensembles reduce the success rate of adversarial examples (mean over p)",
-              "Fig. 8, Sec. 4.2.3", ens_auc < single_auc,
-              {"mean_success_single": single_auc, "mean_success_ensemble": ens_auc}),
-        Claim("the direct path between two generated networks has lower accuracy than the "
-              "interpolated path G(z(t))", "Fig. 7", direct < inter,
-              {"min_accuracy_direct": direct, "min_accuracy_interpolated": inter}),
-        Claim("generated weights lie on a non-trivial manifold, not isotropic noise around one "
-              "network (top principal component > 5x the isotropic share 1/(n-1))", "Fig. 9",
-              pc1 > 5 * iso, {"pc1_share": pc1, "isotropic_share": iso}),
-    ]  # fmt: skip
-    if "mnf" in metrics:
-        claims += mnf_claims(main, metrics["mnf"])
+    claims = judge(cfg, metrics)
     comparison = [(
         "accuracy of generated nets", "histograms ~97.5-99 % (Fig. 2, axis 97-99.1 %)",
         f"{main['accuracy_mean']:.2%} ± {main['accuracy_std']:.2%} "
@@ -314,8 +373,9 @@ def summarise(ctx: RunContext[GeneratingMnistConfig], metrics: dict[str, Any]) -
         "ensemble": "higher than typical single nets (4.2.2; value not in our text copy)",
         "pca": "prominent low-dimensional structure (Fig. 9)", "fgsm": "ensemble lower (Fig. 8)",
         "paths": "direct path drops (Fig. 7)"})  # fmt: skip
-    if "mnf" in metrics:
-        comparison += mnf_rows(main, metrics["mnf"])
+    mnf, _, _ = load_mnf(cfg, metrics)
+    if mnf is not None:
+        comparison += mnf_rows(main, mnf)
     for lam in cfg.lambdas:
         pl = metrics["per_lambda"][f"{lam:g}"]
         comparison.append(
@@ -366,8 +426,18 @@ register(
         "λ·CE − Ĥ(gauge-fixed weights); accuracy histograms, majority-vote ensembles, FGSM vs one "
         "network and an ensemble, PCA of weights, interpolated vs direct paths, filters.",
         config_class=GeneratingMnistConfig,
+        paper_sizes=sizes_of(
+            GeneratingMnistConfig,
+            "lambdas",
+            "epochs",
+            "noise_batch",
+            "images_per_noise",
+            *ANALYSIS_SIZES,
+        ),
         presets={"full": {}, "quick": QUICK, "tiny": TINY},
         run=run,
+        judge=judge,
+        selects=("mnf_results",),  # what the claims compare with: not what is trained
         estimate=lambda c: (
             f"{len(c.lambdas)} generator(s) x {c.epochs} epochs of {c.noise_batch} x "
             f"{c.images_per_noise} images per step (about "

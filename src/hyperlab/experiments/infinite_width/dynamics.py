@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 from hyperlab.data import load_cifar10, load_mnist, rotation_pair_batch
 from hyperlab.data.tasks import MNIST_MEAN, MNIST_STD
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
-from hyperlab.experiments.claims import Claim
+from hyperlab.experiments.claims import NOISE_SE, Claim, Verdict, binomial_se, compare, monotone
 from hyperlab.experiments.config import Config, ConfigError, param
 from hyperlab.experiments.evaluate import evaluate_batches
 from hyperlab.experiments.papers import INFINITE_WIDTH
+from hyperlab.experiments.scale import sizes_of
 from hyperlab.experiments.stats import nanmean, nanstd
 from hyperlab.hypernet import HyperModel
 from hyperlab.plots import plt
@@ -193,72 +194,80 @@ def setting_stats(acc: dict[str, dict[str, list[list[float]]]]) -> dict[str, Any
     }
 
 
-def width_claims(st: dict[str, Any], depths: list[str], widths: list[str]) -> list[Claim]:
-    """Fig. 2's width claims at every depth: the widest g beats the narrowest at the end and
-    after epoch 1 (two widths needed)."""
-    final, first_epoch = st["final"], st["first_epoch"]
+def _final(runs: list[list[float]]) -> list[float]:
+    return [r[-1] for r in runs]
+
+
+def _first_epoch(runs: list[list[float]]) -> list[float]:
+    return [r[1] if len(r) > 1 else math.nan for r in runs]
+
+
+def _mean_over_epochs(runs: list[list[float]]) -> list[float]:
+    out = []
+    for r in runs:
+        a = np.array([math.nan if v is None else v for v in r[1:]], dtype=float)
+        out.append(float(a.mean()) if a.size and np.isfinite(a).all() else math.nan)
+    return out
+
+
+def _test_noise(runs: list[list[float]], n_test: int, stat) -> float:
+    """The binomial standard error of one run's accuracy on ``n_test`` images (at the mean)."""
+    vals = [v for v in stat(runs) if v is not None and math.isfinite(v)]
+    return binomial_se(float(np.mean(vals)), n_test) if vals else math.nan
+
+
+def width_claims(cfg: DynamicsConfig, acc: dict, depths: list[str],
+                 widths: list[str]) -> list[Claim]:  # fmt: skip
+    """Fig. 2's width sentence at every depth: the widest g beats the narrowest at the end and
+    after epoch 1 (seed spread and each run's test-set noise; at chance: not judged)."""
+    if len(widths) < 2:
+        return []
+    lo, hi = widths[0], widths[-1]
+    chance = 1.0 / 12.0
     claims = []
-    for dep in depths if len(widths) > 1 else []:
-        lo, hi = widths[0], widths[-1]
-        claims.append(Claim(
-            f"g depth {dep}: the widest g ends more accurate than the narrowest", PAPER_REF,
-            _beats(final[dep][hi], final[dep][lo]),
-            {f"final_width_{hi}": final[dep][hi], f"final_width_{lo}": final[dep][lo]},
-        ))  # fmt: skip
-        claims.append(Claim(
-            f"g depth {dep}: the widest g is more accurate than the narrowest after epoch 1",
-            PAPER_REF, _beats(first_epoch[dep][hi], first_epoch[dep][lo]),
-            {f"epoch1_width_{hi}": first_epoch[dep][hi],
-             f"epoch1_width_{lo}": first_epoch[dep][lo]},
-        ))  # fmt: skip
+    for dep in depths:
+        for stat, when in ((_final, "ends more accurate"),
+                           (_first_epoch, "is more accurate after epoch 1")):  # fmt: skip
+            a, b = acc[dep][hi], acc[dep][lo]
+            noise = (_test_noise(a, cfg.n_test, stat), _test_noise(b, cfg.n_test, stat))
+            v = compare(stat(a), stat(b), lower=False, names=(f"width_{hi}", f"width_{lo}"),
+                        noise=noise, chance=chance)  # fmt: skip
+            claims.append(Claim.of(f"g depth {dep}: the widest g {when} than the narrowest",
+                                   PAPER_REF, v))  # fmt: skip
     return claims
 
 
-def depth_claims(st: dict[str, Any], depths: list[str], widths: list[str]) -> list[Claim]:
-    """Fig. 2's depth claims: the shallowest g beats the deepest, and the curves fall with
-    depth at every width (two depths needed)."""
+def depth_claims(cfg: DynamicsConfig, acc: dict, depths: list[str],
+                 widths: list[str]) -> list[Claim]:  # fmt: skip
+    """Fig. 2's depth sentence at every width, over every depth: a deeper g ends lower and
+    trains slower (accuracy averaged over the epochs); all depths at chance: not judged."""
     if len(depths) < 2:
         return []
-    final, mean_curve = st["final"], st["mean_curve"]
-    top, bottom, wide = depths[0], depths[-1], widths[-1]
-    claims = [
-        Claim(
-            "at the widest g, the shallowest g ends more accurate than the deepest", PAPER_REF,
-            _beats(final[top][wide], final[bottom][wide]),
-            {f"final_depth_{top}": final[top][wide], f"final_depth_{bottom}": final[bottom][wide]},
-        ),
-        Claim(
-            "at every width, the shallowest g ends more accurate than the deepest", PAPER_REF,
-            all(_beats(final[top][w], final[bottom][w]) for w in widths),
-            {f"final_depth_{top}": [final[top][w] for w in widths],
-             f"final_depth_{bottom}": [final[bottom][w] for w in widths], "widths": widths},
-        ),
-        Claim(
-            "at every width, the shallowest g trains faster (higher accuracy averaged over the "
-            "epochs) than the deepest", PAPER_REF,
-            all(_beats(mean_curve[top][w], mean_curve[bottom][w]) for w in widths),
-            {f"mean_over_epochs_depth_{top}": [mean_curve[top][w] for w in widths],
-             f"mean_over_epochs_depth_{bottom}": [mean_curve[bottom][w] for w in widths]},
-        ),
-    ]  # fmt: skip
-    # judged on the curves: at every width, each deeper g's accuracy averaged over the
-    # epochs and its final accuracy are not above the shallower one's (0.01 slack for
-    # settings that all stay at chance), and the shallowest beats the deepest
-    slack = 0.01
-    ok = all(
-        mean_curve[b][w] <= mean_curve[a][w] + slack and final[b][w] <= final[a][w] + slack
-        for w in widths
-        for a, b in zip(depths[:-1], depths[1:], strict=True)
-    ) and all(_beats(mean_curve[depths[0]][w], mean_curve[depths[-1]][w]) for w in widths)
-    claims.append(Claim(
-        "with f wide and fixed, a deeper g trains slower and ends lower (curves: accuracy "
-        "averaged over the epochs and final accuracy fall with depth at every width)",
-        PAPER_REF, ok,
-        {"depths": depths, "widths": widths,
-         "mean_over_epochs": {d: [mean_curve[d][w] for w in widths] for d in depths},
-         "final": {d: [final[d][w] for w in widths] for d in depths}},
-    ))  # fmt: skip
+    chance = 1.0 / 12.0
+    claims = []
+    for w in widths:
+        stats = ((_final, "the final accuracy"),
+                 (_mean_over_epochs, "the accuracy averaged over the epochs"))  # fmt: skip
+        for stat, what in stats:
+            rows = [stat(acc[d][w]) for d in depths]
+            noise = max(_test_noise(acc[d][w], cfg.n_test, stat) for d in depths)
+            v = monotone([int(d) for d in depths], rows, name=what, noise=noise)
+            at_chance = [all(abs(x - chance) <= NOISE_SE * noise for x in r if math.isfinite(x))
+                         for r in rows]  # fmt: skip
+            if all(at_chance):
+                v = Verdict(None, v.rule, v.evidence, "every depth is at chance")
+            claims.append(Claim.of(f"g width {w}: {what} falls as g deepens (over every depth)",
+                                   PAPER_REF, v))  # fmt: skip
     return claims
+
+
+def judge(cfg: DynamicsConfig, metrics: dict[str, Any]) -> list[Claim]:
+    """Fig. 2: a wider g trains faster and ends higher; a deeper g trains slower and ends
+    lower (no conjunction of these, no duplicate counted twice)."""
+    acc = metrics["accuracy"]
+    depths = [d for d in (str(h) for h in cfg.g_depths) if d in acc]
+    widths = [w for w in (str(x) for x in cfg.g_widths) if depths and w in acc[depths[0]]]
+    return width_claims(cfg, acc, depths, widths) + depth_claims(cfg, acc, depths, widths)
 
 
 def _rows_and_notes(cfg: DynamicsConfig, st: dict[str, Any], n_div: dict, depths: list[str],
@@ -326,15 +335,7 @@ def summarise(ctx: RunContext[DynamicsConfig], raw: dict[str, Any]) -> Result:
     depths = [str(h) for h in cfg.g_depths]
     n_div = {dep: {w: sum(e is not None for e in v) for w, v in by.items()}
              for dep, by in diverged.items()}  # fmt: skip
-    claims = width_claims(st, depths, widths) + depth_claims(st, depths, widths)
-    if len(depths) > 1 and len(widths) > 1:
-        claims.append(Claim(
-            "Fig. 2: a wider and shallower g trains faster and reaches higher test accuracy "
-            "(widest beats narrowest at every depth, at epoch 1 and at the end; shallowest beats "
-            "deepest at every width, averaged over epochs and at the end)", PAPER_REF,
-            all(c.held for c in claims),
-            {"claims_held": sum(bool(c.held) for c in claims), "claims": len(claims)},
-        ))  # fmt: skip
+    claims = judge(cfg, {"accuracy": acc})
     comparison, notes, best = _rows_and_notes(cfg, st, n_div, depths, widths)
     metrics = {
         "accuracy": acc,
@@ -395,6 +396,8 @@ register(
         "width 200) for g of depth 3/6/8 and several widths (MNIST; --set dataset=cifar10 "
         "g_widths=[100,200,300] for the CIFAR row).",
         config_class=DynamicsConfig,
+        paper_sizes=sizes_of(DynamicsConfig, "g_depths", "g_widths", "epochs", "n_train", "n_test")
+        | {"dataset": ("mnist", "cifar10"), "seeds": 100},  # Sec. 5.2: 100 runs per curve
         presets={
             "full": {},
             # quick: the paper's protocol at width 10 (about 5 min per run on one core here)
@@ -410,6 +413,7 @@ register(
             },
         },  # fmt: skip
         run=run,
+        judge=judge,
         estimate=lambda c: (
             f"{len(c.g_depths) * len(c.g_widths) * c.seeds} training runs of "
             f"{c.epochs} epochs on {c.n_train:,} images (width 10: about 5 "

@@ -22,6 +22,7 @@ from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import Config, ConfigError, param
 from hyperlab.experiments.infinite_width.common import DT, ntk_hypermodel
 from hyperlab.experiments.papers import INFINITE_WIDTH
+from hyperlab.experiments.scale import sizes_of
 from hyperlab.kernels import taylor_terms
 from hyperlab.plots import plt
 
@@ -97,29 +98,19 @@ def summarise(ctx: RunContext[TaylorTermsConfig], per_draw: dict[str, list]) -> 
     widths, orders = np.array(cfg.f_widths), list(cfg.orders)
     fit = widths >= cfg.fit_min_width
     logn = np.log(widths[fit])
-    tol = cfg.slope_tolerance
     rng = np.random.default_rng(ctx.seed_for("bootstrap"))
     stats: dict[str, dict[str, Any]] = {}
-    claims: list[Claim] = []
     for depth in cfg.g_depths:
         arr = np.array(per_draw[str(depth)])  # (W, R, D)
         stats[str(depth)] = {}
         for b, r in enumerate(orders):
             want = depth - r if r > depth else 0
-            label = f"H={depth}, r={r}: K^(r) ~ n^{want} (slope within ±{tol})"
             vals = arr[:, b, :]
             if np.all(vals == 0.0):
                 # ReLU h is a polynomial of degree (f depth)·H in w on each linear region, so
                 # higher derivatives vanish identically: consistent with any decaying rate.
-                stats[str(depth)][str(r)] = {"slope": -math.inf, "predicted": want}
-                claims.append(
-                    Claim(
-                        label,
-                        PAPER_REF,
-                        want < 0,
-                        {"predicted_slope": want, "K_r": "identically 0"},
-                    )
-                )
+                stats[str(depth)][str(r)] = {"slope": -math.inf, "predicted": want,
+                                             "identically_zero": True}  # fmt: skip
                 continue
             logs = np.log(np.maximum(vals, 1e-300))  # (W, D)
             mean_log, median_log = logs.mean(1), np.median(logs, 1)
@@ -132,12 +123,6 @@ def summarise(ctx: RunContext[TaylorTermsConfig], per_draw: dict[str, list]) -> 
                   "mean_log_abs_K": mean_log.tolist(), "median_log_abs_K": median_log.tolist(),
                   "std_log_abs_K": logs.std(1).tolist()}  # fmt: skip
             stats[str(depth)][str(r)] = st
-            claims.append(Claim(label, PAPER_REF, abs(slope - want) <= tol,
-                                {"predicted_slope": want, "measured_slope": slope,
-                                 "interval_95": [lo, hi],
-                                 "prediction_inside_interval": bool(lo <= want <= hi),
-                                 "slope_of_median": st["slope_of_median"],
-                                 "fit_widths": widths[fit].tolist()}))  # fmt: skip
     comparison = [
         (f"slope of mean log|K^({r})| vs log n, H={depth}", str(st["predicted"]),
          _fmt_slope(st["slope"], *st.get("interval_95", [math.nan, math.nan])))
@@ -156,7 +141,36 @@ def summarise(ctx: RunContext[TaylorTermsConfig], per_draw: dict[str, list]) -> 
     ]
     metrics = {"f_widths": widths.tolist(), "orders": orders, "fit_widths": widths[fit].tolist(),
                "statistics": stats, "per_draw_mean_abs_K": per_draw}  # fmt: skip
+    claims = judge(cfg, metrics)
     return Result(metrics=metrics, claims=claims, comparison=comparison, notes=notes)
+
+
+def judge(cfg: TaylorTermsConfig, metrics: dict[str, Any]) -> list[Claim]:
+    """Thm 1: K^(r) ~ n^(H - r) for r > H, else ~ n^0; judged on the fitted slope of mean
+    log|K^(r)| vs log n. A K^(r) that is identically zero (ReLU nets are piecewise polynomial
+    in w) fits any rate: not judged (vacuous)."""
+    tol = cfg.slope_tolerance
+    claims = []
+    for depth, by_r in metrics["statistics"].items():
+        for r, st in by_r.items():
+            want = st["predicted"]
+            label = f"H={depth}, r={r}: K^(r) ~ n^{want}"
+            rule = (f"the slope of mean log|K^(r)| against log n (n >= {cfg.fit_min_width}) "
+                    f"within ±{tol} of {want} (the 95 % bootstrap interval recorded)")  # fmt: skip
+            if st.get("identically_zero") or "interval_95" not in st:
+                claims.append(Claim(label, PAPER_REF, None, {"predicted_slope": want,
+                                    "K_r": "identically 0"}, rule=rule,  # fmt: skip
+                                    not_judged="vacuous: K^(r) is identically 0 here, which "
+                                    "fits any decaying rate"))  # fmt: skip
+                continue
+            lo, hi = st["interval_95"]
+            claims.append(Claim(label, PAPER_REF, abs(st["slope"] - want) <= tol,
+                                {"predicted_slope": want, "measured_slope": st["slope"],
+                                 "interval_95": [lo, hi],
+                                 "prediction_inside_interval": bool(lo <= want <= hi),
+                                 "slope_of_median": st["slope_of_median"],
+                                 "fit_widths": metrics["fit_widths"]}, rule=rule))  # fmt: skip
+    return claims
 
 
 def figure(ctx: RunContext[TaylorTermsConfig], metrics: dict[str, Any]) -> str:
@@ -207,6 +221,7 @@ register(
         summary="Magnitude of the Taylor terms K^(r) (r = 1..4) of a hypernetwork with wide f and "
         "fixed g, against the width n of f, for depths H of g: slope of log|K^(r)| vs log n.",
         config_class=TaylorTermsConfig,
+        paper_sizes=sizes_of(TaylorTermsConfig, "f_widths", "g_depths", "orders", "draws"),
         presets={
             "full": {},
             "quick": {"f_widths": [64, 128, 256, 512, 1024], "cpu_threads": 1},
@@ -220,6 +235,7 @@ register(
             },
         },
         run=run,
+        judge=judge,
         uses_device=False,  # float64 kernels / a small CPU model: the CPU whatever is asked
         estimate=lambda c: (
             f"{len(c.g_depths) * len(c.f_widths) * c.draws} Taylor-term evaluations, "

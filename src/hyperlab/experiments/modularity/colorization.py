@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from hyperlab.data import colorization_batch
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
+from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.evaluate import evaluate_batches
 from hyperlab.experiments.figures import curve_figure
@@ -30,6 +31,7 @@ from hyperlab.experiments.modularity.sweep import (
     tune_notes,
 )
 from hyperlab.experiments.papers import MODULARITY
+from hyperlab.experiments.scale import UNSTATED, sizes_of
 from hyperlab.hypernet import EmbeddingModel, HyperModel
 from hyperlab.primary import MLP
 
@@ -134,10 +136,7 @@ def run(ctx: RunContext[ColorizationConfig]) -> Result:
         on_model=counts_recorder(counts, "k"),
     )
     metrics = {"depths": depths, "dataset": cfg.dataset, **metrics, "parameter_counts": counts}
-    claims = comparison_claims(
-        depths, metrics["hypernetwork_mse"], metrics["embedding_mse"], what="depth k of f / e",
-        score="pixel MSE", paper_ref=PAPER_REF, e_flat=False,
-    )  # fmt: skip
+    claims = judge(cfg, metrics)
     fig = curve_figure(
         ctx, f"figA_colorization_{cfg.dataset}", depths,
         {"hypernetwork": table["hypernetwork_mse"], "embedding": table["embedding_mse"]},
@@ -149,6 +148,12 @@ def run(ctx: RunContext[ColorizationConfig]) -> Result:
                   notes=tune_notes(metrics))  # fmt: skip
 
 
+def judge(cfg: ColorizationConfig, metrics: dict) -> list[Claim]:
+    """App. 1.3: the HN beats the embedding at every depth and improves as f deepens."""
+    return comparison_claims(metrics["depths"], metrics, "mse", what="depth k of f / e",
+                             score="pixel MSE", paper_ref=PAPER_REF, e_flat=False)  # fmt: skip
+
+
 register(
     Experiment(
         name="modularity-colorization",
@@ -157,6 +162,8 @@ register(
         summary="Colorization: predict a pixel's RGB from its position and gray value (g, q) "
         "given the gray image I (f, e); MNIST digits painted by class, or CIFAR-10.",
         config_class=ColorizationConfig,
+        paper_sizes=sizes_of(ColorizationConfig, "depths", "epochs", "n_train", "n_test")
+        | {"dataset": ("mnist", "cifar10"), "seeds": UNSTATED},  # our design (App. 1.3)
         presets={
             "full": {},
             "quick": {
@@ -169,6 +176,7 @@ register(
             "tiny": TINY | {"pixels_per_image": 8, "depths": [2, 3]},
         },  # fmt: skip
         run=run,
+        judge=judge,
         selects=("seeds", "depths"),
         estimate=lambda c: f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs",
         paper_reference={

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
+from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.modularity.images import (
     ImageData,
     rotation_builders,
+    rotation_claims,
     rotation_result,
     rotation_task,
     width,
@@ -21,6 +23,7 @@ from hyperlab.experiments.modularity.images import (
 from hyperlab.experiments.modularity.rotation import TINY
 from hyperlab.experiments.modularity.sweep import TunedSweepConfig, counts_recorder, sweep
 from hyperlab.experiments.papers import MODULARITY
+from hyperlab.experiments.scale import UNSTATED, sizes_of
 
 PAPER_REF = "App. 1.2"
 
@@ -70,9 +73,15 @@ def run(ctx: RunContext[EmbeddingDimImagesConfig]) -> Result:
     return rotation_result(
         ctx, steps, "i", metrics, table, stem=f"figA_embedding_dim_{cfg.dataset}",
         xlabel=f"i (E = {cfg.e_dim_step}(i+1) for e, last width {cfg.f_dim_step}(i+1) for f)",
-        what="embedding dimension", paper_ref=PAPER_REF, h_improves=False, e_flat=True,
+        claims=judge(cfg, metrics),
         title=f"Appendix: embedding dimension, rotation, {cfg.dataset} ({ctx.preset})",
     )  # fmt: skip
+
+
+def judge(cfg: EmbeddingDimImagesConfig, metrics: dict) -> list[Claim]:
+    """App. 1.2: a larger embedding does not close the gap to the hypernetwork."""
+    return rotation_claims(cfg, metrics["dims"], metrics, what="embedding dimension",
+                           paper_ref=PAPER_REF, h_improves=False, e_flat=True)  # fmt: skip
 
 
 register(
@@ -83,6 +92,8 @@ register(
         summary="Rotation prediction as the embedding dimension grows: e of 3 layers with output "
         "10^4(i+1) (authors' code), f with last hidden width 50(i+1).",
         config_class=EmbeddingDimImagesConfig,
+        paper_sizes=sizes_of(EmbeddingDimImagesConfig, "dims", "epochs", "n_train", "n_test")
+        | {"dataset": ("mnist", "cifar10"), "seeds": UNSTATED},  # the released code's sizes
         presets={
             "full": {},
             "quick": {
@@ -96,6 +107,7 @@ register(
             "tiny": TINY | {"dims": [0, 1], "e_dim_step": 16, "f_dim_step": 8},
         },  # fmt: skip
         run=run,
+        judge=judge,
         selects=("seeds", "dims"),
         estimate=lambda c: f"{2 * c.seeds * len(c.dims)} training runs of {c.epochs} epochs",
         paper_reference={

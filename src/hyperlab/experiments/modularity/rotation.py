@@ -6,16 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
+from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.modularity.images import (
     ImageData,
     rotation_builders,
+    rotation_claims,
     rotation_result,
     rotation_task,
     width,
 )
 from hyperlab.experiments.modularity.sweep import TunedSweepConfig, counts_recorder, sweep
 from hyperlab.experiments.papers import MODULARITY
+from hyperlab.experiments.scale import UNSTATED, sizes_of
 
 PAPER_REF = "Fig. 3, Sec. 5"
 #: The tiny sizes every rotation-based experiment's tests use.
@@ -57,10 +60,16 @@ def run(ctx: RunContext[RotationConfig]) -> Result:
                "parameter_counts": counts}  # fmt: skip
     return rotation_result(
         ctx, depths, "k", metrics, table, stem=f"fig3_rotation_{cfg.dataset}",
-        xlabel="number of layers k of f / e", what="depth k of f / e", paper_ref=PAPER_REF,
+        xlabel="number of layers k of f / e", claims=judge(cfg, metrics),
         title=f"Fig. 3: rotation prediction, {cfg.dataset} ({ctx.preset})",
-        h_improves=True, e_flat=True,
     )  # fmt: skip
+
+
+def judge(cfg: RotationConfig, metrics: dict) -> list[Claim]:
+    """Fig. 3's sentences: the HN beats the embedding; the HN improves as f deepens; the
+    embedding does not as e deepens."""
+    return rotation_claims(cfg, metrics["depths"], metrics, what="depth k of f / e",
+                           paper_ref=PAPER_REF, h_improves=True, e_flat=True)  # fmt: skip
 
 
 register(
@@ -71,6 +80,8 @@ register(
         summary="Rotation prediction (12 classes): test error of hypernetwork vs embedding "
         "method as the depth k of f and e grows (g: d-10-12; f, e: width 50 MNIST / 100 CIFAR).",
         config_class=RotationConfig,
+        paper_sizes=sizes_of(RotationConfig, "depths", "epochs", "n_train", "n_test")
+        | {"dataset": ("mnist", "cifar10"), "seeds": UNSTATED},  # Fig. 3a, 3b
         presets={
             "full": {},
             # the released code's f and e (depth k -> k + 2 layers of width 100), its conventions
@@ -85,6 +96,7 @@ register(
             "tiny": TINY | {"depths": [2, 3]},
         },
         run=run,
+        judge=judge,
         selects=("seeds", "depths"),
         estimate=lambda c: f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs",
         paper_reference={

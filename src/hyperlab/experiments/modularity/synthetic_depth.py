@@ -14,14 +14,17 @@ import torch
 from torch import nn
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
+from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.modularity.sweep import counts_recorder, sweep
 from hyperlab.experiments.modularity.synthetic import (
     SyntheticConfig,
+    synthetic_claims,
     synthetic_result,
     synthetic_task,
 )
 from hyperlab.experiments.papers import MODULARITY
+from hyperlab.experiments.scale import sizes_of
 from hyperlab.hypernet import EmbeddingModel, HyperModel, modularity_counts
 from hyperlab.primary import MLP
 
@@ -83,11 +86,18 @@ def run(ctx: RunContext[SyntheticDepthConfig]) -> Result:
         for k in depths
     ]
     return synthetic_result(
-        ctx, "k", depths, metrics, table, stem="fig1a_depth", what="depth k of f / e",
-        paper_ref=PAPER_REF,
-        claim_kw={"beat_from": lambda k: k >= 3, "beat_label": "at every depth k >= 3 of f / e"},
+        ctx, "k", depths, metrics, table, stem="fig1a_depth", claims=judge(cfg, metrics),
         xlabel="number of layers k of f / e",
         title=f"Fig. 1a: y(x, I) = <x, h(I)>, d_x = {cfg.d_x} ({ctx.preset})",
+    )  # fmt: skip
+
+
+def judge(cfg: SyntheticDepthConfig, metrics: dict) -> list[Claim]:
+    """Fig. 1a's sentences: from k = 3 the HN beats the embedding; the HN improves as f
+    deepens; the embedding does not improve as e deepens."""
+    return synthetic_claims(
+        metrics["depths"], metrics, what="depth k of f / e", paper_ref=PAPER_REF,
+        claim_kw={"beat_from": lambda k: k >= 3, "beat_label": "at every depth k >= 3 of f / e"},
     )  # fmt: skip
 
 
@@ -99,6 +109,10 @@ register(
         summary="Test MSE of hypernetwork vs embedding method on y(x, I) = <x, h(I)> as the "
         "depth k of f and e grows (g, q: d_in-10-1 ReLU; f, e: width 100).",
         config_class=SyntheticDepthConfig,
+        paper_sizes=sizes_of(
+            SyntheticDepthConfig, "d_x", "d_i", "n_train", "embedding_dim", "depths"
+        )
+        | {"seeds": 100},  # Fig. 1's caption: error bars are SD over 100 repetitions
         presets={
             "full": {},
             # the authors' conventions spelled out (the defaults today), at the paper's d = 1000
@@ -122,6 +136,7 @@ register(
             },  # fmt: skip
         },
         run=run,
+        judge=judge,
         selects=("seeds", "depths"),
         estimate=lambda c: (
             f"{2 * c.seeds * len(c.depths)} training runs of {c.epochs} epochs "

@@ -11,14 +11,17 @@ import torch
 from torch import nn
 
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
+from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.modularity.sweep import counts_recorder, sweep
 from hyperlab.experiments.modularity.synthetic import (
     SyntheticConfig,
+    synthetic_claims,
     synthetic_result,
     synthetic_task,
 )
 from hyperlab.experiments.papers import MODULARITY
+from hyperlab.experiments.scale import sizes_of
 from hyperlab.hypernet import EmbeddingModel, HyperModel
 from hyperlab.primary import MLP
 
@@ -74,11 +77,17 @@ def run(ctx: RunContext[SyntheticEmbeddingDimConfig]) -> Result:
         "parameter_counts": counts,
     }
     return synthetic_result(
-        ctx, "i", steps, metrics, table, stem="fig1b_embedding_dim",
-        what="embedding dimension i", paper_ref=PAPER_REF, claim_kw={"h_improves": False},
+        ctx, "i", steps, metrics, table, stem="fig1b_embedding_dim", claims=judge(cfg, metrics),
         xlabel=f"i (embedding dim: {cfg.f_dim_step}i for f, {cfg.e_dim_step}i for e)",
         title=f"Fig. 1b: d_x = d_I = {cfg.d_x} ({ctx.preset})",
     )  # fmt: skip
+
+
+def judge(cfg: SyntheticEmbeddingDimConfig, metrics: dict) -> list[Claim]:
+    """Fig. 1b's sentences: the embedding does not improve as its dimension grows, and does
+    worse than the hypernetwork at every dimension."""
+    return synthetic_claims(metrics["dims"], metrics, what="embedding dimension i",
+                            paper_ref=PAPER_REF, claim_kw={"h_improves": False})  # fmt: skip
 
 
 register(
@@ -89,6 +98,8 @@ register(
         summary="Test MSE on y(x, I) = <x, h(I)> as the embedding dimension grows: f = "
         "100-100-100i-N_g, e = 100-100-100-1000i, g, q: d_in-10-1 (d_x = d_I = 100).",
         config_class=SyntheticEmbeddingDimConfig,
+        paper_sizes=sizes_of(SyntheticEmbeddingDimConfig, "d_x", "d_i", "n_train", "dims")
+        | {"seeds": 100},  # Fig. 1's caption: error bars are SD over 100 repetitions
         presets={
             "full": {},
             # d = 20, embedding dims scaled by 1/5 like d_x (see the depth experiment)
@@ -117,6 +128,7 @@ register(
             },
         },  # fmt: skip
         run=run,
+        judge=judge,
         selects=("seeds", "dims"),
         estimate=lambda c: (
             f"{2 * c.seeds * len(c.dims)} training runs of {c.epochs} epochs "
