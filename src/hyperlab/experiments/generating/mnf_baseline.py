@@ -193,6 +193,7 @@ register(
         },
         run=run,
         judge=judge,
+        selects=("accuracy_claim_threshold",),  # what the claims use: not what is trained
         estimate=lambda c: (
             f"{c.epochs} epochs of MNF at batch {c.batch_size} on {c.n_train:,} images"
         ),

@@ -437,7 +437,7 @@ register(
         presets={"full": {}, "quick": QUICK, "tiny": TINY},
         run=run,
         judge=judge,
-        selects=("mnf_results",),  # what the claims compare with: not what is trained
+        selects=("mnf_results", "accuracy_claim_threshold"),  # what the claims use, not trained
         estimate=lambda c: (
             f"{len(c.lambdas)} generator(s) x {c.epochs} epochs of {c.noise_batch} x "
             f"{c.images_per_noise} images per step (about "
