@@ -19,7 +19,7 @@ NAMES = sorted(discover())
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, capsys):
     devices: list[torch.device] = []
-    real_fit = hyperlab.train.fit
+    real_fit, real_seeds = hyperlab.train.fit, hyperlab.train.fit_seeds
 
     def spy(model, loss, data, config, **kw):
         devices.append(torch.device(kw["device"]))
@@ -27,7 +27,14 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
         devices.extend(p.device for p in model.parameters())
         return out
 
+    def spy_seeds(models, loss, datas, configs, **kw):
+        devices.append(torch.device(kw["device"]))
+        out = real_seeds(models, loss, datas, configs, **kw)
+        devices.extend(p.device for m in models for p in m.parameters())
+        return out
+
     monkeypatch.setattr(hyperlab.train, "fit", spy)
+    monkeypatch.setattr(hyperlab.train, "fit_seeds", spy_seeds)
     out = tmp_path / "run"
     argv = ["run", name, "--preset", "tiny", "--out", str(out), "--data-dir", str(data_root),
             "--no-progress"]  # fmt: skip
@@ -58,7 +65,7 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
     assert all(d == torch.device("cpu") for d in devices)
     assert record["device"] == "cpu"
     if get_experiment(name).uses_device:  # what computes on the device trains through fit
-        assert devices, "models that train go through RunContext.fit on the run's device"
+        assert devices, "models that train go through RunContext.fit(_seeds) on its device"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -72,11 +79,12 @@ def test_the_device_declaration_is_what_the_run_uses(name, tmp_path, data_root, 
     class Stop(Exception):
         pass
 
-    def spy(model, loss, data, config, **kw):
+    def spy(*args, **kw):
         asked.append(torch.device(kw["device"]))
         raise Stop
 
     monkeypatch.setattr(hyperlab.train, "fit", spy)
+    monkeypatch.setattr(hyperlab.train, "fit_seeds", spy)
     monkeypatch.setattr(runner, "resolve_device", lambda d: torch.device("meta"))
     try:
         record = run_experiment(name, preset="tiny", out_dir=tmp_path / "o", device="meta",

@@ -106,6 +106,22 @@ class RunContext(Generic[C]):
         """A CPU generator seeded by :meth:`seed_for` (an independent stream per ``parts``)."""
         return torch.Generator().manual_seed(self.seed_for("gen", *parts))
 
+    def _train_config(self, key: Sequence[object], seed_key: Sequence[object] | None,
+                      epochs: int, batch_size: int, lr: float, optimizer: str,
+                      momentum: float, lr_decay: float, progress: bool,
+                      desc: str | None) -> train.TrainConfig:  # fmt: skip
+        return train.TrainConfig(
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            lr=float(lr),
+            optimizer=optimizer,  # type: ignore[arg-type]
+            momentum=float(momentum),
+            lr_decay=float(lr_decay),
+            seed=self.seed_for(*(key if seed_key is None else seed_key)),
+            progress=bool(progress and self.progress),
+            desc=desc or "-".join(map(str, key)),
+        )
+
     def fit(
         self,
         model: nn.Module,
@@ -129,17 +145,8 @@ class RunContext(Generic[C]):
 
         ``kwargs`` (``evaluate``, ``transform``) pass through. Returns the History.
         """
-        cfg = train.TrainConfig(
-            epochs=int(epochs),
-            batch_size=int(batch_size),
-            lr=float(lr),
-            optimizer=optimizer,  # type: ignore[arg-type]
-            momentum=float(momentum),
-            lr_decay=float(lr_decay),
-            seed=self.seed_for(*(key if seed_key is None else seed_key)),
-            progress=bool(progress and self.progress),
-            desc=desc or "-".join(map(str, key)),
-        )
+        cfg = self._train_config(key, seed_key, epochs, batch_size, lr, optimizer, momentum,
+                                 lr_decay, progress, desc)  # fmt: skip
         return train.fit(
             model.to(self.device),
             loss,
@@ -149,6 +156,38 @@ class RunContext(Generic[C]):
             device=self.device,
             **kwargs,
         )
+
+    def fit_seeds(
+        self,
+        models: Sequence[nn.Module],
+        loss: Callable,
+        datas: Sequence[Mapping[str, torch.Tensor]],
+        *,
+        keys: Sequence[Sequence[object]],
+        seed_keys: Sequence[Sequence[object]] | None = None,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        optimizer: str = "sgd",
+        momentum: float = 0.0,
+        lr_decay: float = 1.0,
+        **kwargs: Any,
+    ) -> list[train.History | train.TrainingDiverged]:
+        """:func:`hyperlab.train.fit_seeds`: the runs :meth:`fit` would make with ``keys[s]``
+        (and ``seed_keys[s]``), trained side by side, with the same checkpoint folders (a run
+        that trained them one by one resumes them, and the other way round)."""
+        seeds: list[Sequence[object] | None] = [*seed_keys] if seed_keys else [None] * len(keys)
+        cfgs = [
+            self._train_config(
+                k, sk, epochs, batch_size, lr, optimizer, momentum, lr_decay, False, None
+            )
+            for k, sk in zip(keys, seeds, strict=True)
+        ]
+        return train.fit_seeds(
+            [m.to(self.device) for m in models], loss, datas, cfgs,
+            checkpoint_dirs=[self.checkpoint_dir(*k) for k in keys], device=self.device,
+            **kwargs,
+        )  # fmt: skip
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 :mod:`.loop` (the loop, its phases and its documentation: randomness, host synchronisation,
 distributed training), :mod:`.config` (:class:`TrainConfig`, :class:`History`, the errors),
-:mod:`.state` (the training state and its checkpoints).
+:mod:`.state` (the training state and its checkpoints), :mod:`.seeds` (:func:`fit_seeds`: the
+seeds of one architecture trained side by side as one batched model).
 """
 
 from hyperlab.train.config import (
@@ -14,6 +15,7 @@ from hyperlab.train.config import (
     autocast,
 )
 from hyperlab.train.loop import fit
+from hyperlab.train.seeds import fit_seeds
 from hyperlab.train.state import CHECKPOINT_NAME, TrainState
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "TrainingDiverged",
     "autocast",
     "fit",
+    "fit_seeds",
 ]

@@ -11,6 +11,7 @@ with a hyperfan-in head, ReLU g).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ class DynamicsConfig(Config):
     optimizer: str = param("sgd", "sgd (the paper) or adam", choices=("sgd", "adam"))
     momentum: float = param(0.0, "SGD momentum (the paper: none)", min=0)
     seeds: int = param(5, "runs per (depth, width) (the paper: 100)", min=1)
+    batch_seeds: bool = param(
+        True,
+        "train the seeds of each (depth, width) side by side as one "
+        "batched model (fit_seeds; per-seed results as one after "
+        "another, to float tolerance)",
+    )
 
     def validate(self) -> None:
         if self.optimizer == "adam" and self.momentum:
@@ -86,6 +93,65 @@ def _images(ctx: RunContext[DynamicsConfig], split: str, n: int) -> torch.Tensor
     images, _ = load(split, data_dir=ctx.data_dir, download=cfg.download)
     idx = torch.randperm(images.shape[0], generator=ctx.generator("subset", split))[:n]
     return images[idx]
+
+
+def _train_setting(ctx: RunContext[DynamicsConfig], d: int, depth: int, width: int,
+                   train: torch.Tensor, loss, evaluate, transform
+                   ) -> tuple[list[list[float]], list[int | None]]:  # fmt: skip
+    """Every seed of one (depth, width) of g: accuracy per epoch (epoch 0: at init) and the
+    epoch each diverged at (None: it did not); side by side with ``batch_seeds``."""
+    cfg = ctx.config
+    keys = [("fig2", cfg.model, cfg.dataset, depth, width, seed)
+            for seed in range(cfg.seeds)]  # fmt: skip
+    models = [build_model(cfg, d, depth, width, ctx.generator(*key, "init")).to(ctx.device)
+              for key in keys]  # fmt: skip
+    firsts = [evaluate(m)["accuracy"] for m in models]
+    seen: list[list[float]] = [[] for _ in keys]  # each epoch's accuracy as it comes
+
+    def record(m, seen=None):
+        out = evaluate(m)
+        if seen is not None:
+            seen.append(out["accuracy"])
+        return out
+
+    kw: dict[str, Any] = dict(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        momentum=cfg.momentum,
+        transform=transform,
+    )
+    if cfg.batch_seeds and len(keys) > 1:
+        results: list = ctx.fit_seeds(
+            models, loss, [{"image": train}] * len(keys), keys=keys,
+            seed_keys=[(*k, "train") for k in keys],
+            evaluate=[functools.partial(record, seen=sn) for sn in seen], **kw,
+        )  # fmt: skip
+    else:
+        results = []
+        for m, key, sn in zip(models, keys, seen, strict=True):
+            try:
+                results.append(ctx.fit(
+                    m, loss, {"image": train}, key=key, seed_key=(*key, "train"),
+                    desc=f"g{depth}x{width}s{key[-1]}",
+                    evaluate=functools.partial(record, seen=sn), **kw,
+                ))  # fmt: skip
+            except TrainingDiverged as err:
+                results.append(err)
+    runs: list[list[float]] = []
+    div: list[int | None] = []
+    for first, sn, res in zip(firsts, seen, results, strict=True):
+        if isinstance(res, TrainingDiverged):
+            # the epochs evaluated before the divergence are kept, the rest are NaN
+            curve = [first, *sn][: res.epoch]
+            curve += [math.nan] * (cfg.epochs + 1 - len(curve))
+            div.append(int(res.epoch))
+        else:
+            curve = [first, *res.series("accuracy")]
+            div.append(None)
+        runs.append(curve)
+    return runs, div
 
 
 def compute(ctx: RunContext[DynamicsConfig]) -> dict[str, Any]:
@@ -120,36 +186,8 @@ def compute(ctx: RunContext[DynamicsConfig]) -> dict[str, Any]:
                disable=not ctx.progress)  # fmt: skip
     for depth in cfg.g_depths:
         for width in cfg.g_widths:
-            runs: list[list[float]] = []
-            div: list[int | None] = []
-            for seed in range(cfg.seeds):
-                key = ("fig2", cfg.model, cfg.dataset, depth, width, seed)
-                model = build_model(cfg, d, depth, width, ctx.generator(*key, "init"))
-                model = model.to(ctx.device)
-                first = evaluate(model)["accuracy"]
-                seen: list[float] = []  # accuracies of finished epochs, kept if a later one fails
-
-                def record(m, seen=seen):
-                    out = evaluate(m)
-                    seen.append(out["accuracy"])
-                    return out
-
-                try:
-                    hist = ctx.fit(
-                        model, loss, {"image": train}, key=key, seed_key=(*key, "train"),
-                        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                        optimizer=cfg.optimizer, momentum=cfg.momentum,
-                        desc=f"g{depth}x{width}s{seed}", evaluate=record, transform=transform,
-                    )  # fmt: skip
-                    curve = [first, *hist.series("accuracy")]
-                    div.append(None)
-                except TrainingDiverged as err:
-                    # the epochs evaluated before the divergence are kept, the rest are NaN
-                    curve = [first, *seen][: err.epoch]
-                    curve += [math.nan] * (cfg.epochs + 1 - len(curve))
-                    div.append(int(err.epoch))
-                runs.append(curve)
-                bar.update()
+            runs, div = _train_setting(ctx, d, depth, width, train, loss, evaluate, transform)
+            bar.update(len(runs))
             acc.setdefault(str(depth), {})[str(width)] = runs
             diverged.setdefault(str(depth), {})[str(width)] = div
     bar.close()

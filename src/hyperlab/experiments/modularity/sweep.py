@@ -37,6 +37,12 @@ class SweepConfig(Config):
     lr: float = param(0.01, "SGD learning rate", positive=True)
     momentum: float = param(0.0, "SGD momentum", min=0)
     batch_size: int = param(64, "minibatch size", min=1)
+    batch_seeds: bool = param(
+        True,
+        "train the seeds of each swept value side by side as one "
+        "batched model (fit_seeds; per-seed results as one after "
+        "another, to float tolerance)",
+    )
     lr_per_value: list[float] | None = param(
         None, "one SGD learning rate per swept value, for both models (None: lr everywhere); "
         "e.g. a smaller one where a shallow f diverges at lr", positive=True)  # fmt: skip
@@ -159,21 +165,39 @@ def fit_eval(
     splits = task.splits if splits is None else splits
     track = task.track if curves is not None else {}
 
-    def per_epoch(m: nn.Module) -> dict[str, float]:
-        return {f"{name}_{label}": v for label, split in track.items()
-                for name, v in task.evaluate(m, task.data[split]).items()}  # fmt: skip
-
     try:
         history = ctx.fit(
             model, task.loss, task.data["train"], key=(*key, f"lr{lr:g}"), seed_key=key,
             epochs=epochs, batch_size=cfg.batch_size, lr=lr, momentum=cfg.momentum,
             desc="-".join(map(str, key)), transform=task.transform,
-            evaluate=per_epoch if track else None,
+            evaluate=_per_epoch(task, track) if track else None,
         )  # fmt: skip
     except TrainingDiverged:
-        head = {k: v[:2] for k, v in task.data[next(iter(splits.values()))].items()}
-        probe = task.evaluate(model, head)
-        return {f"{name}{suffix}": math.nan for suffix in splits for name in probe}
+        return _diverged_scores(model, task, splits)
+    return _scores(history, model, task, splits, track, curves)
+
+
+def _per_epoch(task: Task, track: Mapping[str, str]) -> Callable[[nn.Module], dict[str, float]]:
+    """``fit``'s per-epoch evaluation: every tracked split's scores, suffixed by its label."""
+
+    def per_epoch(m: nn.Module) -> dict[str, float]:
+        return {f"{name}_{label}": v for label, split in track.items()
+                for name, v in task.evaluate(m, task.data[split]).items()}  # fmt: skip
+
+    return per_epoch
+
+
+def _diverged_scores(model: nn.Module, task: Task, splits: Mapping[str, str]) -> dict[str, float]:
+    head = {k: v[:2] for k, v in task.data[next(iter(splits.values()))].items()}
+    probe = task.evaluate(model, head)
+    return {f"{name}{suffix}": math.nan for suffix in splits for name in probe}
+
+
+def _scores(history: Any, model: nn.Module, task: Task, splits: Mapping[str, str],
+            track: Mapping[str, str],
+            curves: dict[str, list[float]] | None) -> dict[str, float]:  # fmt: skip
+    """A trained model's scores on ``splits`` (those tracked after the last epoch are taken
+    from its record) and its curves."""
     if curves is not None and track:
         ends = tuple(f"_{label}" for label in track)
         keys = [k for k in history.records[-1] if k.endswith(ends)] + ["train_loss"]
@@ -188,6 +212,26 @@ def fit_eval(
         for name, value in (scored or task.evaluate(model, task.data[split])).items():
             out[f"{name}{suffix}"] = value
     return out
+
+
+def fit_eval_seeds(ctx: RunContext[SweepConfig], models: list[nn.Module], tasks: list[Task], *,
+                   lr: float, epochs: int, key: Sequence[object],
+                   curves: list[dict[str, list[float]]]) -> list[dict[str, float]]:  # fmt: skip
+    """:func:`fit_eval` for every seed's model and task, trained side by side
+    (:meth:`RunContext.fit_seeds`): the same checkpoints, scores and curves, seed by seed."""
+    cfg = ctx.config
+    track = tasks[0].track
+    results = ctx.fit_seeds(
+        models, tasks[0].loss, [t.data["train"] for t in tasks],
+        keys=[(*key, s, f"lr{lr:g}") for s in range(len(tasks))],
+        seed_keys=[(*key, s) for s in range(len(tasks))], epochs=epochs,
+        batch_size=cfg.batch_size, lr=lr, momentum=cfg.momentum,
+        transform=tasks[0].transform,
+        evaluate=[_per_epoch(t, track) if track else None for t in tasks],
+    )  # fmt: skip
+    return [_diverged_scores(m, t, t.splits) if isinstance(r, TrainingDiverged)
+            else _scores(r, m, t, t.splits, track, c)
+            for r, m, t, c in zip(results, models, tasks, curves, strict=True)]  # fmt: skip
 
 
 def last_epochs_mean(curve: Sequence[float], n: int = 3) -> float:
@@ -292,7 +336,9 @@ def sweep(
 ) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
     """Train every model at every swept value for ``config.seeds`` seeds.
 
-    Seeds are the outer loop (one task, i.e. one dataset draw, per seed). ``conventions``
+    Seeds are the outer loop (one task, i.e. one dataset draw, per seed); with
+    ``batch_seeds`` every seed's task is built first and the seeds of each (value, model) train
+    side by side (:func:`fit_eval_seeds`). ``conventions``
     finishes each built model (trunk init); with ``tuning`` given and its ``tune`` on, each
     model gets its own learning rate per swept value, chosen on seed 0's validation split.
     Returns ``(metrics, per_seed)``: ``metrics[f"{model}_{score}"]`` is the mean over seeds per
@@ -310,29 +356,36 @@ def sweep(
     out = _Sweep(values)
     bar = tqdm(total=cfg.seeds * len(values) * len(builders), desc=ctx.name,
                disable=not ctx.progress)  # fmt: skip
-    for s in range(cfg.seeds):
-        task = make_task(s)
-        for k, value in task.info.items():
-            out.task_info.setdefault(k, []).append(value)
+    # side by side: every seed's task at once, then one batched run per (value, model)
+    groups = [list(range(cfg.seeds))] if cfg.batch_seeds else [[s] for s in range(cfg.seeds)]
+    for seeds in groups:
+        tasks = [make_task(s) for s in seeds]
+        for task in tasks:
+            for k, value in task.info.items():
+                out.task_info.setdefault(k, []).append(value)
         for i, v in enumerate(values):
             for name, build in builders.items():
-                if tune and s == 0:
+                if tune and seeds[0] == 0:
                     assert tuning is not None
-                    info = tune_lr(ctx, functools.partial(_build_at, build, v), task, (name, v),
-                                   tuning, conventions)  # fmt: skip
+                    info = tune_lr(ctx, functools.partial(_build_at, build, v), tasks[0],
+                                   (name, v), tuning, conventions)  # fmt: skip
                     tuned[name].append({"value": v, **info})
                     chosen[name][i] = info["best_lr"]
-                model = conventions.finish(build(v, ctx.generator("init", name, v, s)),
-                                           ctx.generator("trunk-init", name, v, s))  # fmt: skip
-                if on_model is not None and s == 0:
-                    on_model(name, v, model)
-                if s == 0:
-                    out.conditioning.setdefault(name, []).append(conditioning_at_init(model, task))
-                scores = _train_cell(ctx, model, task, chosen[name][i], (name, v, s), out, name, i)
-                shown = scores.get(task.primary, math.nan)
-                bar.set_postfix(seed=s, value=v, model=name[:5], score=f"{shown:.3g}")
-                bar.update()
-        del task
+                models = [conventions.finish(build(v, ctx.generator("init", name, v, s)),
+                                             ctx.generator("trunk-init", name, v, s))
+                          for s in seeds]  # fmt: skip
+                if seeds[0] == 0:
+                    if on_model is not None:
+                        on_model(name, v, models[0])
+                    out.conditioning.setdefault(name, []).append(
+                        conditioning_at_init(models[0], tasks[0])
+                    )
+                scores = _train_cell(ctx, models, tasks, chosen[name][i], (name, v), seeds, out,
+                                     name, i)  # fmt: skip
+                shown = scores[-1].get(tasks[0].primary, math.nan)
+                bar.set_postfix(seed=seeds[-1], value=v, model=name[:5], score=f"{shown:.3g}")
+                bar.update(len(seeds))
+        del tasks
     bar.close()
     metrics = out.metrics(chosen)
     if tune:
@@ -345,17 +398,24 @@ def _build_at(build: Callable[[Any, torch.Generator], nn.Module], v: Any,
     return build(v, gen)
 
 
-def _train_cell(ctx: RunContext[SweepConfig], model: nn.Module, task: Task, lr: float,
-                key: tuple[Any, Any, int], out: _Sweep, name: str,
-                i: int) -> dict[str, float]:  # fmt: skip
-    """Train and score one (model, value, seed); record its scores and curves in ``out``."""
-    series: dict[str, list[float]] = {}
-    scores = fit_eval(ctx, model, task, lr=lr, epochs=ctx.config.epochs, key=key, curves=series)
-    if task.track:
-        out.curves.setdefault(name, [[] for _ in out.values])[i].append(series)
-        test = series.get(f"{task.primary}_test", [math.nan])
-        scores[f"{task.primary}_last3"] = last_epochs_mean(test)
-    out.add(name, i, scores)
+def _train_cell(ctx: RunContext[SweepConfig], models: list[nn.Module], tasks: list[Task],
+                lr: float, key: tuple[Any, Any], seeds: list[int], out: _Sweep, name: str,
+                i: int) -> list[dict[str, float]]:  # fmt: skip
+    """Train and score one (model, value) for ``seeds`` (side by side when there are several);
+    record each seed's scores and curves in ``out``."""
+    series: list[dict[str, list[float]]] = [{} for _ in seeds]
+    epochs = ctx.config.epochs
+    if len(seeds) > 1:
+        scores = fit_eval_seeds(ctx, models, tasks, lr=lr, epochs=epochs, key=key, curves=series)
+    else:
+        scores = [fit_eval(ctx, models[0], tasks[0], lr=lr, epochs=epochs,
+                           key=(*key, seeds[0]), curves=series[0])]  # fmt: skip
+    primary = tasks[0].primary
+    for sc, se in zip(scores, series, strict=True):
+        if tasks[0].track:
+            out.curves.setdefault(name, [[] for _ in out.values])[i].append(se)
+            sc[f"{primary}_last3"] = last_epochs_mean(se.get(f"{primary}_test", [math.nan]))
+        out.add(name, i, sc)
     return scores
 
 
