@@ -108,3 +108,12 @@ def test_claims_carry_their_rule_and_round_trip():
 @pytest.mark.parametrize("p, n", [(0.5, 100), (0.9, 10_000)])
 def test_binomial_se(p, n):
     assert binomial_se(p, n) == pytest.approx(math.sqrt(p * (1 - p) / n))
+
+
+def test_paired_differences_remove_the_shared_spread():
+    a = [0.20, 0.90, 0.50, 0.95, 0.30]  # per pair: direct paths' minima, widely spread
+    b = [0.97, 0.99, 0.98, 0.99, 0.97]  # the same pairs' interpolated minima
+    assert compare(a, b).held is True
+    spread_b = [x + 0.35 for x in a]
+    assert compare(a, spread_b).held is None  # unpaired: the pairs' spread hides the gap
+    assert compare(a, spread_b, paired=True).held is True  # paired: 0.35 below every time

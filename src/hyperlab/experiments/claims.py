@@ -123,13 +123,16 @@ def compare(
     names: tuple[str, str] = ("a", "b"),
     noise: tuple[float | None, float | None] = (None, None),
     chance: float | None = None,
+    paired: bool = False,
 ) -> Verdict:
     """ "``a`` is lower than ``b``" (``lower=False``: higher) over repetitions ``a``, ``b``.
 
     Held when the difference of the means is beyond :data:`NOISE_SE` standard errors in the
     claimed direction; not held when it is beyond them the other way; not judged when it is
     within them, when both sides are within them of ``chance``, or when one repetition per side
-    without a measurement ``noise`` leaves the noise unknown.
+    without a measurement ``noise`` leaves the noise unknown. ``paired``: ``a[i]`` and ``b[i]``
+    are two sides of one repetition (a pair of networks, one test set), and the noise is that
+    of their differences.
     """
     ma, sa, na = _mean_se(a, noise[0])
     mb, sb, nb = _mean_se(b, noise[1])
@@ -138,6 +141,16 @@ def compare(
             f"{NOISE_SE:g} standard errors (spread over repetitions and measurement noise); "
             "within them, or both sides within them of chance: not judged")  # fmt: skip
     se = math.hypot(sa, sb)
+    if paired and na == nb and na > 1:
+        pairs = [
+            x - y
+            for x, y in zip(a, b, strict=True)
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+        ]
+        noise_d = math.hypot(noise[0] or 0.0, noise[1] or 0.0) if any(
+            v is not None for v in noise) else None  # fmt: skip
+        se = _mean_se(pairs, noise_d)[1]
+        rule = rule.replace("the difference of the means", "the mean paired difference")
     ev = {f"{names[0]}_mean": ma, f"{names[1]}_mean": mb, "difference": ma - mb,
           "standard_error": se, "repetitions": [na, nb]}  # fmt: skip
     if na == 0 or nb == 0:

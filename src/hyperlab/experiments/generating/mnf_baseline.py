@@ -148,7 +148,7 @@ def judge(cfg: MNFConfig, metrics: dict[str, Any]) -> list[Claim]:
     inter = path_minima(main, "path_interpolated_accuracy")
     n = cfg.path_images
     noise = (binomial_se(float(np.mean(direct)), n), binomial_se(float(np.mean(inter)), n))
-    drop = compare(direct, inter, names=("direct", "interpolated"), noise=noise)
+    drop = compare(direct, inter, names=("direct", "interpolated"), noise=noise, paired=True)
     rule = (
         "the direct path's minimum accuracy not below the interpolated path's beyond "
         f"{NOISE_SE:g} standard errors (pairs of networks, binomial noise on the images)"

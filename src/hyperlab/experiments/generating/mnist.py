@@ -336,7 +336,8 @@ def judge(cfg: GeneratingMnistConfig, metrics: dict[str, Any]) -> list[Claim]:
         fgsm_claim(main, what, "Fig. 8, Sec. 4.2.3"),
         Claim.of("the direct path between two generated networks has lower accuracy than the "
                  "interpolated path G(z(t))", "Fig. 7",
-                 compare(direct, inter, names=("direct", "interpolated"), noise=noise)),
+                 compare(direct, inter, names=("direct", "interpolated"), noise=noise,
+                         paired=True)),
         pca_claim(main, cfg.n_pca, TARGET_WEIGHTS, "generated weights", "Fig. 9",
                   baseline=mnf if mnf_n_pca else None, baseline_n=mnf_n_pca),
     ]  # fmt: skip
