@@ -19,7 +19,8 @@ from hyperlab.experiments.base import (
     get_experiment,
 )
 from hyperlab.experiments.claims import format_evidence
-from hyperlab.experiments.config import parse_overrides
+from hyperlab.experiments.config import ConfigError, parse_overrides
+from hyperlab.experiments.launch import LauncherConfig, launch
 from hyperlab.experiments.rejudge import rejudge
 from hyperlab.experiments.runner import run_experiment
 from hyperlab.experiments.scale import paper_scale
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         help="dataset of an image experiment: mnist, fashion-mnist or cifar10 "
         "(same as --set dataset=NAME)",
     )
+    r.add_argument("--launcher", choices=("none", "submitit"), default="none",
+                   help="submitit: the sweep's cells as a job array (Slurm where srun exists, "
+                   "else local processes), merged into --out")  # fmt: skip
+    r.add_argument("--launcher-set", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="submitit settings: cluster, timeout_min, cpus_per_task, gpus_per_node, "
+                   "mem_gb, partition, array_parallelism")  # fmt: skip
     r.add_argument(
         "--tune",
         action="store_true",
@@ -143,6 +150,21 @@ def _run(args: argparse.Namespace) -> int:
         print("hyperlab: every size the paper states is met (a paper-scale run)",
               file=sys.stderr)  # fmt: skip
     out = args.out or f"runs/{args.name}" + ("" if preset == "full" else f"-{preset}")
+    launcher_set = parse_overrides(args.launcher_set)
+    if launcher_set and args.launcher == "none":
+        raise ValueError("--launcher-set: needs --launcher submitit")
+    if args.launcher == "submitit":
+        try:
+            launcher = LauncherConfig().replace(launcher_set)
+        except ConfigError as e:
+            raise ConfigError(f"--launcher-set {e}") from None
+        record = launch(args.name, preset=preset, out_dir=out, overrides=overrides,
+                        launcher=launcher, seed=args.seed, device=args.device,
+                        data_dir=args.data_dir, command=args.command_line,
+                        progress=not args.no_progress)  # fmt: skip
+        print(format_comparison(record))
+        print(f"\nresults: {out}/results.json; figures: {', '.join(record['figures'])}")
+        return 0
     record = run_experiment(
         args.name,
         preset=preset,

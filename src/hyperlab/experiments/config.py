@@ -116,6 +116,9 @@ def _check(key: str, value: Any, meta: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key}: expected one of {allowed}, got {v!r}")
 
 
+_C = typing.TypeVar("_C", bound="Config")
+
+
 @dataclass(frozen=True)
 class Config:
     """Base of every experiment config: fields shared by all experiments, and the checks."""
@@ -140,7 +143,7 @@ class Config:
         """Every field name, in declaration order."""
         return [f.name for f in dataclasses.fields(cls)]
 
-    def replace(self, overrides: Mapping[str, Any]) -> Config:
+    def replace(self: _C, overrides: Mapping[str, Any]) -> _C:
         """A copy with ``overrides`` applied; an unknown key is an error listing the valid ones."""
         unknown = [k for k in overrides if k not in self.keys()]
         if unknown:

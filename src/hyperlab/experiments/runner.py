@@ -151,9 +151,8 @@ def _trained_seconds(checkpoints: Sequence[Path]) -> float:
     return total
 
 
-def _checkpoints(out: Path, digest: str, resume: bool) -> tuple[Path, dict[str, Any] | None]:
+def _checkpoints(root: Path, resume: bool) -> tuple[Path, dict[str, Any] | None]:
     """This config's checkpoint folder, and what a resumed run finds there."""
-    root = out / "checkpoints" / digest
     if not resume and root.exists():
         shutil.rmtree(root)
     found = sorted(root.rglob("last.pt")) if root.exists() else []
@@ -240,6 +239,7 @@ def run_experiment(
     command: str | None = None,
     resume: bool = True,
     overwrite: bool = False,
+    checkpoints: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run an experiment and write ``out_dir/results.json``; return that record.
 
@@ -248,7 +248,8 @@ def run_experiment(
     results of another experiment, seed or config is refused unless ``overwrite``; so is one
     another run is writing into. The config's ``cpu_threads`` sets torch's CPU threads for the
     run (restored afterwards). ``command`` (the CLI line) is recorded for the reproduction
-    record; ``device`` is recorded only for experiments that compute on it.
+    record; ``device`` is recorded only for experiments that compute on it. ``checkpoints``
+    replaces the checkpoint folder (a launcher's cells share one: :mod:`.launch`).
     """
     exp = get_experiment(name)
     cfg = exp.config(preset, overrides)
@@ -266,7 +267,7 @@ def run_experiment(
             if not overwrite:
                 _check_out_dir(out, name, cfg, int(seed))
             return _run_locked(exp, cfg, preset, out, int(seed), dev, data_dir, overrides,
-                               progress, command, resume)  # fmt: skip
+                               progress, command, resume, checkpoints)  # fmt: skip
     except BaseException:
         if created:
             _remove_if_unused(out)
@@ -276,10 +277,11 @@ def run_experiment(
 def _run_locked(exp: Experiment, cfg: Config, preset: str, out: Path, seed: int,
                 dev: torch.device, data_dir: str | Path | None,
                 overrides: Mapping[str, Any] | None, progress: bool, command: str | None,
-                resume: bool) -> dict[str, Any]:  # fmt: skip
+                resume: bool, checkpoints: str | Path | None) -> dict[str, Any]:  # fmt: skip
     """The run itself, with ``out`` locked: resume, compute, write the record."""
     digest = config_hash(exp.name, cfg, seed, exp.selects)
-    ckpt_root, resumed = _checkpoints(out, digest, resume)
+    root = Path(checkpoints) if checkpoints is not None else out / "checkpoints" / digest
+    ckpt_root, resumed = _checkpoints(root, resume)
     run_dev = dev if exp.uses_device else torch.device("cpu")
     ctx: RunContext[Any] = RunContext(
         name=exp.name, preset=preset, config=cfg, seed=seed, device=run_dev, out_dir=out,

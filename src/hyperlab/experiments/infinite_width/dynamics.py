@@ -452,6 +452,7 @@ register(
         },  # fmt: skip
         run=run,
         judge=judge,
+        selects=("g_depths", "g_widths", "seeds"),  # the checkpoint keys name depth, width, seed
         estimate=lambda c: (
             f"{len(c.g_depths) * len(c.g_widths) * c.seeds} training runs of "
             f"{c.epochs} epochs on {c.n_train:,} images (width 10: about 5 "
