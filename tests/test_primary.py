@@ -206,3 +206,11 @@ def test_convnet_fast_path_equals_the_plain_grouped_conv(activation):
     grads = [torch.autograd.grad(o.square().sum(), list(params.values())) for o in outs]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_elu_gain_keeps_the_second_moment():
+    from hyperlab.primary import activation_fn, activation_gain
+
+    u = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0))
+    g = activation_gain("elu")
+    assert float((g * activation_fn("elu")(u)).pow(2).mean()) == pytest.approx(1.0, abs=5e-3)

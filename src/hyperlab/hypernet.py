@@ -139,8 +139,11 @@ class ChunkedHead(nn.Module):
     """Shared-generator head: θ is cut into chunks, all made by one small MLP.
 
     Chunk c is G([e; z_c]) with a learned chunk embedding z_c (von Oswald et al. 2020), so the
-    head has O(hidden·(d_k + chunk_size)) parameters instead of N_g·d_k. The output is multiplied
-    by a fixed per-coordinate scale so generated weights start at the primary's target scale.
+    head has O(hidden·(d_k + chunk_size)) parameters instead of N_g·d_k. ``hidden`` is G's
+    hidden width, or its widths (``[10, 10]``: the released continual-learning hypernetwork).
+    The output is multiplied by a fixed per-coordinate scale so generated weights start at the
+    primary's target scale (:meth:`calibrate`; :meth:`xavier_` instead sets the released
+    code's init with no scale).
     """
 
     def __init__(
@@ -150,12 +153,13 @@ class ChunkedHead(nn.Module):
         chunk_size: int,
         *,
         embedding_dim: int = 8,
-        hidden: int = 64,
+        hidden: int | Sequence[int] = 64,
         activation: str = "relu",
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if chunk_size <= 0 or embedding_dim <= 0 or hidden <= 0:
+        widths = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
+        if chunk_size <= 0 or embedding_dim <= 0 or not widths or min(widths) <= 0:
             raise ValueError(
                 "chunk_size, embedding_dim, hidden: expected positive ints, got "
                 f"{chunk_size}, {embedding_dim}, {hidden}"
@@ -172,10 +176,17 @@ class ChunkedHead(nn.Module):
 
         self.chunk_embeddings = nn.Parameter(torch.randn(self.n_chunks, embedding_dim, generator=g))
         fan = in_features + embedding_dim
-        self.w_features = uniform(hidden, in_features, fan_in=fan)
-        self.w_chunk = uniform(hidden, embedding_dim, fan_in=fan)
-        self.b_hidden = nn.Parameter(torch.zeros(hidden))
-        self.w_out = nn.Parameter(torch.randn(chunk_size, hidden, generator=g) / math.sqrt(hidden))
+        self.w_features = uniform(widths[0], in_features, fan_in=fan)
+        self.w_chunk = uniform(widths[0], embedding_dim, fan_in=fan)
+        self.b_hidden = nn.Parameter(torch.zeros(widths[0]))
+        # further hidden layers of G (none for a single width)
+        self.w_more = nn.ParameterList(
+            [uniform(b, a, fan_in=a) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        )
+        self.b_more = nn.ParameterList([nn.Parameter(torch.zeros(b)) for b in widths[1:]])
+        self.w_out = nn.Parameter(
+            torch.randn(chunk_size, widths[-1], generator=g) / math.sqrt(widths[-1])
+        )
         self.b_out = nn.Parameter(torch.zeros(chunk_size))
         self.out_scale: Tensor
         self.register_buffer("out_scale", target_std(primary))
@@ -185,6 +196,8 @@ class ChunkedHead(nn.Module):
         a = e @ self.w_features.T  # (..., hidden): the e-part once per sample
         c = self.chunk_embeddings @ self.w_chunk.T + self.b_hidden  # (C, hidden): once per chunk
         h = self.act(a.unsqueeze(-2) + c)  # (..., C, hidden)
+        for w, b in zip(self.w_more, self.b_more, strict=True):
+            h = self.act(F.linear(h, w, b))
         return (h @ self.w_out.T + self.b_out).flatten(-2)[..., : self.out_features]
 
     def forward(self, e: Tensor) -> Tensor:
@@ -196,6 +209,24 @@ class ChunkedHead(nn.Module):
         rms = self.raw(e).pow(2).mean().sqrt().clamp_min(1e-12)
         self.w_out.div_(rms)
         self.b_out.div_(rms)
+
+    @torch.no_grad()
+    def xavier_(self, generator: torch.Generator | None = None) -> None:
+        """The released continual-learning code's init (chrhenning/hypercl,
+        mnist/train_utils.py): Xavier-uniform weights (the first layer as one matrix over
+        [e; z_c]), zero biases, N(0, 1) chunk embeddings, no output scale."""
+        first = torch.cat([self.w_features, self.w_chunk], 1)
+        mats = [first, *self.w_more, self.w_out]
+        for m in mats:
+            bound = math.sqrt(6.0 / (m.shape[0] + m.shape[1]))
+            m.copy_(torch.rand(m.shape, generator=generator).mul_(2 * bound).sub_(bound))
+        d = self.w_features.shape[1]
+        self.w_features.copy_(first[:, :d])
+        self.w_chunk.copy_(first[:, d:])
+        for b in [self.b_hidden, *self.b_more, self.b_out]:
+            b.zero_()
+        self.chunk_embeddings.copy_(torch.randn(self.chunk_embeddings.shape, generator=generator))
+        self.out_scale.fill_(1.0)
 
 
 class HyperNetwork(nn.Module):
@@ -219,7 +250,7 @@ class HyperNetwork(nn.Module):
         head: Literal["full", "chunked"] = "full",
         chunk_size: int = 1024,
         chunk_embedding_dim: int = 8,
-        chunk_hidden: int = 64,
+        chunk_hidden: int | Sequence[int] = 64,
         parameterization: Parameterization = "standard",
         init: Literal["hyperfan", "standard"] = "hyperfan",
         init_cond: Tensor | None = None,

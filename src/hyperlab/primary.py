@@ -26,12 +26,12 @@ from hyperlab.runtime import checks_enabled
 Parameterization = Literal["standard", "ntk"]
 Params = Mapping[str, Tensor]
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "identity")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "identity")
 LEAKY_SLOPE = 0.01
 
 
 #: activations f with f(max(a, b)) = max(f(a), f(b)): max-pooling commutes with them
-MONOTONE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "tanh", "sigmoid", "identity"})
+MONOTONE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu", "tanh", "sigmoid", "identity"})
 
 
 def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE):
@@ -44,6 +44,8 @@ def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE):
         return torch.sigmoid
     if name == "leaky_relu":
         return lambda t: F.leaky_relu(t, negative_slope)
+    if name == "elu":
+        return F.elu
     if name == "identity":
         return lambda t: t
     raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
@@ -53,6 +55,10 @@ def activation_gain(name: str, negative_slope: float = LEAKY_SLOPE) -> float:
     """Gain c with E[(c·σ(u))²] ≈ E[u²] (√2 for ReLU: the infinite-width paper's Eq. 2 factor)."""
     if name == "identity":
         return 1.0
+    if name == "elu":  # E[elu(u)²], u ~ N(0, 1), in closed form (torch has no ELU gain)
+        phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))  # noqa: E731 - the normal CDF
+        second = 0.5 + math.e**2 * phi(-2.0) - 2 * math.exp(0.5) * phi(-1.0) + 0.5
+        return 1.0 / math.sqrt(second)
     activation_fn(name)  # validates the name
     arg = negative_slope if name == "leaky_relu" else None
     return float(nn.init.calculate_gain(name, arg))  # type: ignore[arg-type]  # validated

@@ -16,6 +16,7 @@ from hyperlab.experiments.claims import (
     compare,
     monotone,
     no_improvement,
+    within,
 )
 
 
@@ -117,3 +118,16 @@ def test_paired_differences_remove_the_shared_spread():
     spread_b = [x + 0.35 for x in a]
     assert compare(a, spread_b).held is None  # unpaired: the pairs' spread hides the gap
     assert compare(a, spread_b, paired=True).held is True  # paired: 0.35 below every time
+
+
+def test_within_the_papers_spread_holds_fails_and_declines():
+    # the paper's 69.48 ± 0.80 (%, as fractions): ours 0.69 ± small SE: held
+    assert within([0.690, 0.692, 0.688], 0.6948, 0.0080).held is True
+    # ours 0.51 (hypercl#4's rerun): far outside -> not held
+    far = within([0.50, 0.51, 0.52], 0.6948, 0.0080)
+    assert far.held is False and far.evidence["tolerance"] < 0.05
+    # a noisy run still counts the paper's ± and our SE together
+    assert within([0.60, 0.75, 0.70], 0.6948, 0.0080).held is True
+    one = within([0.69], 0.6948, 0.008)
+    assert one.held is None and "two finite" in one.reason
+    assert "sqrt(SE" in far.rule

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import hyperlab.continual
 import hyperlab.train
 from hyperlab.cli import main
 from hyperlab.experiments import discover, get_experiment, run_experiment, runner
@@ -33,8 +34,17 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
         devices.extend(p.device for m in models for p in m.parameters())
         return out
 
+    real_tasks = hyperlab.continual.fit_tasks
+
+    def spy_tasks(learner, train, test, **kw):
+        devices.append(torch.device(kw["device"]))
+        out = real_tasks(learner, train, test, **kw)
+        devices.extend(p.device for p in learner.model.parameters())
+        return out
+
     monkeypatch.setattr(hyperlab.train, "fit", spy)
     monkeypatch.setattr(hyperlab.train, "fit_seeds", spy_seeds)
+    monkeypatch.setattr(hyperlab.continual, "fit_tasks", spy_tasks)
     out = tmp_path / "run"
     argv = ["run", name, "--preset", "tiny", "--out", str(out), "--data-dir", str(data_root),
             "--no-progress"]  # fmt: skip
@@ -65,7 +75,7 @@ def test_tiny_preset_keeps_the_contract(name, tmp_path, data_root, monkeypatch, 
     assert all(d == torch.device("cpu") for d in devices)
     assert record["device"] == "cpu"
     if get_experiment(name).uses_device:  # what computes on the device trains through fit
-        assert devices, "models that train go through RunContext.fit(_seeds) on its device"
+        assert devices, "models that train go through RunContext.fit(_seeds/_tasks) on its device"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,6 +95,7 @@ def test_the_device_declaration_is_what_the_run_uses(name, tmp_path, data_root, 
 
     monkeypatch.setattr(hyperlab.train, "fit", spy)
     monkeypatch.setattr(hyperlab.train, "fit_seeds", spy)
+    monkeypatch.setattr(hyperlab.continual, "fit_tasks", spy)
     monkeypatch.setattr(runner, "resolve_device", lambda d: torch.device("meta"))
     try:
         record = run_experiment(name, preset="tiny", out_dir=tmp_path / "o", device="meta",

@@ -10,12 +10,16 @@ per sample. Randomness comes only from an explicit ``torch.Generator``.
   notes B.4).
 * :func:`colorization_batch`: modularity paper, appendix 1.3 (our design; the authors' code
   only has a stub).
+* :func:`split_tasks`, :class:`PermutedTasks`: SplitMNIST and PermutedMNIST, the task
+  sequences of continual learning with hypernetworks (von Oswald et al. 2020), as
+  ``{"x", "y"}`` per task (labels within the task).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import torch
@@ -27,6 +31,7 @@ from .datasets import MNIST_MEAN, MNIST_STD, normalize, to_float
 __all__ = [
     "LUMA_WEIGHTS",
     "N_ROTATION_CLASSES",
+    "PermutedTasks",
     "SigmoidTarget",
     "colorization_batch",
     "make_synthetic_target",
@@ -34,6 +39,7 @@ __all__ = [
     "rotation_batch",
     "rotation_labels",
     "rotation_pair_batch",
+    "split_tasks",
     "synthetic_task",
     "to_grayscale",
 ]
@@ -436,3 +442,67 @@ def colorization_batch(
         "image_index": image_index,
         "pixel": idx.reshape(n * p),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Continual learning: SplitMNIST, PermutedMNIST (von Oswald et al. 2020)
+# --------------------------------------------------------------------------------------------
+
+
+def _flat_unit(images: torch.Tensor, padding: int = 0) -> torch.Tensor:
+    """(N, H, W) uint8 or float images -> (N, (H + 2p)(W + 2p)) float in [0, 1], zero-padded."""
+    x = to_float(images) if not images.is_floating_point() else images.float()
+    if x.ndim != 3:
+        raise ValueError(f"images: expected (N, H, W), got {tuple(images.shape)}")
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+    return x.reshape(len(x), -1)
+
+
+def split_tasks(images: torch.Tensor, labels: torch.Tensor, n_tasks: int = 5
+                ) -> list[dict[str, torch.Tensor]]:  # fmt: skip
+    """SplitMNIST: task t holds the digits 2t and 2t+1 with labels 0, 1 (within the task);
+    x flattened, pixels in [0, 1] (the released code's inputs)."""
+    if not 1 <= n_tasks <= 5:
+        raise ValueError(f"n_tasks: expected 1..5 (pairs of the 10 digits), got {n_tasks}")
+    if len(images) != len(labels):
+        raise ValueError(f"labels: expected one per image ({len(images)}), got {len(labels)}")
+    x = _flat_unit(images)
+    task = torch.div(labels, 2, rounding_mode="floor")
+    return [{"x": x[task == t], "y": labels[task == t] % 2} for t in range(n_tasks)]
+
+
+class PermutedTasks(Sequence[dict[str, torch.Tensor]]):
+    """PermutedMNIST: task t is the whole dataset with the pixels (after zero-padding by
+    ``padding``) shuffled by the permutation of task t; task 0 is the identity, as in the
+    released code; the permutations come from ``seed``. Built when a task is read (ten
+    padded copies of MNIST's training set would take 2.4 GB): a lazy sequence of
+    ``{"x", "y"}``. The same ``seed`` gives the same permutations for the train and test
+    splits."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, n_tasks: int, *,
+                 seed: int, padding: int = 2):  # fmt: skip
+        if n_tasks < 1:
+            raise ValueError(f"n_tasks: expected a positive int, got {n_tasks}")
+        if len(images) != len(labels):
+            raise ValueError(f"labels: expected one per image ({len(images)}), got {len(labels)}")
+        self.x = _flat_unit(images, padding)
+        self.y = labels
+        g = torch.Generator().manual_seed(seed)
+        d = self.x.shape[1]
+        self.permutations = [torch.arange(d)] + [torch.randperm(d, generator=g)
+                                                 for _ in range(n_tasks - 1)]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.permutations)
+
+    @overload
+    def __getitem__(self, t: int) -> dict[str, torch.Tensor]: ...
+    @overload
+    def __getitem__(self, t: slice) -> list[dict[str, torch.Tensor]]: ...
+    def __getitem__(
+        self, t: int | slice
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        if isinstance(t, slice):
+            return [self[i] for i in range(len(self))[t]]
+        return {"x": self.x[:, self.permutations[t]], "y": self.y}

@@ -9,7 +9,8 @@ beside the figures.
 
 :class:`RunContext` is the only way an experiment gets its typed config, randomness
 (:meth:`RunContext.seed_for`, :meth:`RunContext.generator`), its device, a training run
-(:meth:`RunContext.fit`) and a saved figure (:meth:`RunContext.save_figure`).
+(:meth:`RunContext.fit`; :meth:`RunContext.fit_tasks` for a task sequence) and a saved figure
+(:meth:`RunContext.save_figure`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from hyperlab import train
+from hyperlab import continual, train
 from hyperlab.experiments.claims import Claim, format_evidence
 from hyperlab.experiments.config import Config, ConfigError
 from hyperlab.experiments.papers import Paper
@@ -188,6 +189,23 @@ class RunContext(Generic[C]):
             checkpoint_dirs=[self.checkpoint_dir(*k) for k in keys], device=self.device,
             **kwargs,
         )  # fmt: skip
+
+    def fit_tasks(
+        self,
+        learner: continual.Learner,
+        train_tasks: Sequence[Mapping[str, torch.Tensor]],
+        test_tasks: Sequence[Mapping[str, torch.Tensor]],
+        *,
+        key: Sequence[object],
+        **kwargs: Any,
+    ) -> continual.ContinualResult:
+        """:func:`hyperlab.continual.fit_tasks` on this run's device, checkpointing after
+        every task to ``checkpoints/<key>/tasks.pt`` (a rerun resumes after the last finished
+        task). ``kwargs`` (``infer``, ``on_task``) pass through."""
+        path = self.checkpoint_dir(*key) / "tasks.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return continual.fit_tasks(learner, train_tasks, test_tasks, checkpoint=path,
+                                   device=self.device, **kwargs)  # fmt: skip
 
 
 @dataclass

@@ -35,6 +35,7 @@ __all__ = [
     "judged",
     "monotone",
     "no_improvement",
+    "within",
 ]
 
 #: A difference is real only beyond this many standard errors (the issue's "2 SE" rule).
@@ -278,6 +279,24 @@ def at_least(value: float, threshold: float, *, name: str = "the value", se: flo
     if threshold - value <= NOISE_SE * se:
         return Verdict(None, rule, ev, f"below the threshold within {NOISE_SE:g} standard errors")
     return Verdict(False, rule, ev)
+
+
+def within(samples: Sequence[float], reference: float, spread: float, *, name: str = "the value",
+           source: str = "") -> Verdict:  # fmt: skip
+    """ "``name`` matches the paper's ``reference`` ± ``spread``" over repetitions ``samples``:
+    held when the mean is within :data:`NOISE_SE` × √(SE² + spread²) of it (our standard error
+    and the paper's ± together: the paper's repetitions are rarely stated, so its ± stands for
+    its mean's uncertainty), not held when beyond; not judged without two finite repetitions."""
+    rule = (f"{name}: mean within {NOISE_SE:g} × sqrt(SE² + paper's ±²) of the paper's "
+            f"{reference:g} ± {spread:g}" + (f" ({source})" if source else ""))  # fmt: skip
+    mean, se, n = _mean_se(samples, None)
+    ev = {"mean": mean, "standard_error": se, "repetitions": n, "paper": reference,
+          "paper_spread": spread}  # fmt: skip
+    if n < 2 or not math.isfinite(se):
+        return Verdict(None, rule, ev, "fewer than two finite repetitions: the noise is unknown")
+    tol = NOISE_SE * math.hypot(se, spread)
+    ev["tolerance"] = tol
+    return Verdict(abs(mean - reference) <= tol, rule, ev)
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> float:

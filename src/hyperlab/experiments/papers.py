@@ -1,10 +1,10 @@
-"""The three papers hyperlab reproduces, with their arXiv ids."""
+"""The papers hyperlab reproduces, with their arXiv ids."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GENERATING", "INFINITE_WIDTH", "MODULARITY", "Paper"]
+__all__ = ["CONTINUAL", "GENERATING", "INFINITE_WIDTH", "MODULARITY", "Paper"]
 
 
 @dataclass(frozen=True)
@@ -26,3 +26,5 @@ INFINITE_WIDTH = Paper("On Infinite-Width Hypernetworks", "Littwin, Galanti, Wol
                        "NeurIPS 2020", "2003.12193")  # fmt: skip
 GENERATING = Paper("Generating Neural Networks with Neural Networks", "Deutsch", "arXiv 2018",
                    "1801.01952")  # fmt: skip
+CONTINUAL = Paper("Continual learning with hypernetworks",
+                  "von Oswald, Henning, Grewe & Sacramento", "ICLR 2020", "1906.00695")  # fmt: skip
