@@ -49,9 +49,13 @@ def _blob_tasks(n_tasks: int, n: int = 200, *, separated: bool, seed: int = 0):
     return tasks
 
 
-@pytest.mark.parametrize("chunk_size", [50, None])
-def test_regularizer_matches_per_task_loop_value_and_gradient(chunk_size):
-    m = _model(chunk_size=chunk_size, dtype=torch.float64)
+@pytest.mark.parametrize("chunk_size, init", [(50, "authors"), (48, "authors"),
+                                              (50, "hyperfan"), (None, "authors")])  # fmt: skip
+def test_regularizer_matches_per_task_loop_value_and_gradient(chunk_size, init, monkeypatch):
+    import hyperlab.hypernet
+
+    monkeypatch.setattr(hyperlab.hypernet, "_BLOCK_FLOATS", 40)  # several column blocks
+    m = _model(chunk_size=chunk_size, dtype=torch.float64, init=init)
     tasks = [0, 1, 2]
     with torch.no_grad():
         targets = m.hnet.flat(m.embedding(tasks))

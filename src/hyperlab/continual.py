@@ -63,14 +63,20 @@ def _xavier_uniform(shape: Sequence[int], generator: torch.Generator | None) -> 
 
 
 class _Flat(nn.Module):
-    """f_h as a module whose forward is the flat output (for ``functional_call``)."""
+    """f_h as a module whose forward is the flat output (for ``functional_call``), or with a
+    target, the summed squared error (the chunked head's fused :meth:`squared_error`)."""
 
     def __init__(self, hnet: HyperNetwork):
         super().__init__()
         self.hnet = hnet
 
-    def forward(self, e: Tensor) -> Tensor:
-        return self.hnet.flat(e)
+    def forward(self, e: Tensor, target: Tensor | None = None) -> Tensor:
+        if target is None:
+            return self.hnet.flat(e)
+        head = self.hnet.head
+        if isinstance(head, ChunkedHead):
+            return head.squared_error(self.hnet.features(e), target)
+        return F.mse_loss(self.hnet.flat(e), target, reduction="sum")
 
 
 class TaskConditioned(nn.Module):
@@ -150,8 +156,7 @@ def output_regularizer(model: TaskConditioned, targets: Tensor, tasks: Sequence[
     e = model.embedding(tasks).detach()
     params = {f"hnet.{k}": p + delta[k] if delta is not None and k in delta else p
               for k, p in model.hnet.named_parameters()}  # fmt: skip
-    out = functional_call(_Flat(model.hnet), params, (e,))
-    return (out - targets).pow(2).sum(-1).mean()
+    return functional_call(_Flat(model.hnet), params, (e, targets)) / len(tasks)
 
 
 def output_regularizer_loop(model: TaskConditioned, targets: Tensor, tasks: Sequence[int],

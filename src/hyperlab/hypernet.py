@@ -135,6 +135,48 @@ class FullHead(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
 
+#: floats of one block of the fused squared error (1 MiB: a block stays in a core's L2 cache)
+_BLOCK_FLOATS = 1 << 18
+
+
+class _LinearSquaredError(torch.autograd.Function):
+    """Σ ‖h Wᵀ + b - t‖² with its gradients computed in the same pass, block of output columns
+    by block, so the (…, k) output is never held whole: for the continual-learning regulariser
+    over many tasks the (tasks × chunks × chunk) output is the size of every earlier task's
+    weights, and writing and re-reading it dominated the step."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, t: Tensor) -> Tensor:  # type: ignore[override]
+        rows = h.reshape(-1, h.shape[-1])
+        k = w.shape[0]
+        step = max(16, _BLOCK_FLOATS // max(1, rows.shape[0]))
+        grads = any(ctx.needs_input_grad[:3])
+        gh = torch.zeros_like(h) if grads else None
+        gw = torch.empty_like(w) if grads else None
+        gb = torch.empty_like(b) if grads else None
+        total = h.new_zeros(())
+        for lo in range(0, k, step):
+            hi = min(k, lo + step)
+            d = F.linear(h, w[lo:hi], b[lo:hi]).sub_(t[..., lo:hi])  # (..., hi - lo)
+            flat = d.reshape(-1, hi - lo)
+            total += torch.dot(flat.reshape(-1), flat.reshape(-1))
+            if grads:
+                assert gh is not None and gw is not None and gb is not None
+                gw[lo:hi] = flat.T @ rows
+                gb[lo:hi] = flat.sum(0)
+                gh.add_(d @ w[lo:hi])
+        if grads:
+            ctx.save_for_backward(gh, gw, gb)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        gh, gw, gb = ctx.saved_tensors
+        two = 2 * grad
+        return gh * two, gw * two, gb * two, None
+
+
 class ChunkedHead(nn.Module):
     """Shared-generator head: θ is cut into chunks, all made by one small MLP.
 
@@ -190,18 +232,45 @@ class ChunkedHead(nn.Module):
         self.b_out = nn.Parameter(torch.zeros(chunk_size))
         self.out_scale: Tensor
         self.register_buffer("out_scale", target_std(primary))
+        #: the output is used unscaled (after :meth:`xavier_`, which sets the scale to 1)
+        self.unit_scale = False
 
-    def raw(self, e: Tensor) -> Tensor:
-        """The generator's output before the fixed per-coordinate scale."""
+    def hidden(self, e: Tensor) -> Tensor:
+        """G's last hidden layer for every chunk: (..., C, hidden)."""
         a = e @ self.w_features.T  # (..., hidden): the e-part once per sample
         c = self.chunk_embeddings @ self.w_chunk.T + self.b_hidden  # (C, hidden): once per chunk
         h = self.act(a.unsqueeze(-2) + c)  # (..., C, hidden)
         for w, b in zip(self.w_more, self.b_more, strict=True):
             h = self.act(F.linear(h, w, b))
-        return (h @ self.w_out.T + self.b_out).flatten(-2)[..., : self.out_features]
+        return h
+
+    def raw(self, e: Tensor) -> Tensor:
+        """The generator's output before the fixed per-coordinate scale."""
+        out = F.linear(self.hidden(e), self.w_out, self.b_out)
+        return out.flatten(-2)[..., : self.out_features]
 
     def forward(self, e: Tensor) -> Tensor:
-        return self.raw(e) * self.out_scale
+        out = self.raw(e)
+        return out if self.unit_scale else out * self.out_scale
+
+    def squared_error(self, e: Tensor, target: Tensor) -> Tensor:
+        """Σ ‖f(e) - target‖² over every leading index, with ``target`` (..., N_g): the
+        continual-learning regulariser's sum, computed chunk by chunk on views of ``target``
+        with the output layer fused into the loss (its output is never held whole; the
+        partial last chunk apart)."""
+        h = self.hidden(e)
+        k = self.chunk_size
+        full, rem = divmod(self.out_features, k)
+        if not self.unit_scale:  # a scaled head: the plain way
+            return F.mse_loss(self(e), target, reduction="sum")
+        total = e.new_zeros(())
+        if full:
+            tgt = target[..., : full * k].unflatten(-1, (full, k))
+            total = total + _LinearSquaredError.apply(h[..., :full, :], self.w_out, self.b_out, tgt)
+        if rem:
+            last = (h[..., full, :], self.w_out[:rem], self.b_out[:rem], target[..., full * k :])
+            total = total + _LinearSquaredError.apply(*last)
+        return total
 
     @torch.no_grad()
     def calibrate(self, e: Tensor) -> None:
@@ -227,6 +296,7 @@ class ChunkedHead(nn.Module):
             b.zero_()
         self.chunk_embeddings.copy_(torch.randn(self.chunk_embeddings.shape, generator=generator))
         self.out_scale.fill_(1.0)
+        self.unit_scale = True
 
 
 class HyperNetwork(nn.Module):

@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import platform
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 __all__ = [
     "checks_enabled",
+    "cpu_model",
     "input_checks",
     "keep_freed_memory",
     "num_threads",
@@ -120,3 +123,19 @@ def keep_freed_memory() -> Iterator[bool]:
             mallopt(_M_MMAP_MAX, 65536)
             mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
             trim(0)
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo) and whether it has AMX / AVX-512 BF16: for
+    records and benchmark lines, which name the CPU beside every timing."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or None
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                 if ln.startswith("model name")), None)  # fmt: skip
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    features = [f for f, tag in (("AMX", "amx_bf16"), ("AVX-512 BF16", "avx512_bf16"))
+                if tag in flags]  # fmt: skip
+    return f"{name} ({', '.join(features)})" if name and features else name

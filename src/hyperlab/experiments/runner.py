@@ -47,7 +47,7 @@ from hyperlab.io import (
     remove_temp_files,
     safe_torch_load,
 )
-from hyperlab.runtime import num_threads, resolve_device
+from hyperlab.runtime import cpu_model, num_threads, resolve_device
 
 __all__ = ["LOCK_NAME", "OutDirLockedError", "config_hash", "out_dir_lock", "run_experiment"]
 
@@ -179,26 +179,11 @@ def git_commit() -> dict[str, Any] | None:
     return {"commit": head, "dirty": bool(dirty)}
 
 
-def _cpu_model() -> str | None:
-    """The CPU's model name (Linux: /proc/cpuinfo) and whether it has AMX / AVX-512 BF16."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or None
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                 if ln.startswith("model name")), None)  # fmt: skip
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    features = [f for f, tag in (("AMX", "amx_bf16"), ("AVX-512 BF16", "avx512_bf16"))
-                if tag in flags]  # fmt: skip
-    return f"{name} ({', '.join(features)})" if name and features else name
-
-
 def _machine(dev: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
