@@ -211,3 +211,37 @@ def test_colorization_all_pixels_unflattened() -> None:
     assert torch.allclose(b["y"].transpose(1, 2).reshape(2, 3, 4, 4), rgb)
     with pytest.raises(ValueError):
         colorization_batch(rgb, _gen(), n_pixels=17)
+
+
+def test_split_tasks_pair_digits_with_labels_within_the_task():
+    from hyperlab.data.tasks import split_tasks
+
+    images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(50) % 10
+    tasks = split_tasks(images, labels, 5)
+    assert len(tasks) == 5
+    for t, task in enumerate(tasks):
+        assert task["x"].shape == (10, 784) and 0 <= float(task["x"].min())
+        assert float(task["x"].max()) <= 1.0
+        assert sorted(set(task["y"].tolist())) == [0, 1]
+        orig = labels[(labels // 2) == t]
+        assert torch.equal(task["y"], orig % 2)
+    with pytest.raises(ValueError, match="n_tasks"):
+        split_tasks(images, labels, 6)
+
+
+def test_permuted_tasks_share_permutations_across_splits_and_pad():
+    from hyperlab.data.tasks import PermutedTasks
+
+    a = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
+    b = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    train = PermutedTasks(a, torch.arange(6), 3, seed=7, padding=2)
+    test = PermutedTasks(b, torch.arange(4), 3, seed=7, padding=2)
+    assert len(train) == 3 and train[0]["x"].shape == (6, 32 * 32)
+    assert torch.equal(train[0]["x"].reshape(6, 32, 32)[:, 2:30, 2:30], a.float() / 255)
+    for t in range(3):
+        assert torch.equal(train.permutations[t], test.permutations[t])
+    assert not torch.equal(train.permutations[1], train.permutations[2])
+    # a permutation moves pixels, it does not change them
+    assert torch.equal(train[1]["x"].sort(1).values, train[0]["x"].sort(1).values)
+    assert len(train[1:]) == 2

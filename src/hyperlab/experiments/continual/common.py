@@ -30,7 +30,7 @@ from hyperlab.continual import (
     TaskConditioned,
 )
 from hyperlab.experiments.base import Result, RunContext
-from hyperlab.experiments.claims import Claim, Verdict, compare, within
+from hyperlab.experiments.claims import Claim, Verdict, binomial_se, compare, within
 from hyperlab.experiments.config import Config, param
 from hyperlab.experiments.stats import fmt_mean_std, nanmean, nanstd
 from hyperlab.primary import MLP, count_parameters
@@ -198,9 +198,17 @@ def judge_sequence(cfg: ContinualExperimentConfig, metrics: Mapping[str, Any], *
     by = metrics["learners"]
     claims: list[Claim] = []
     chance = float(metrics["chance"])
+    n_test = int(sum(metrics["n_test"]))
+
+    def noise(*names: str) -> tuple[float | None, float | None]:
+        """Each repetition's own test-set noise (binomial SE of its mean accuracy)."""
+        a, b = (binomial_se(nanmean(by[n]["final_mean"]), n_test) for n in names)
+        return a, b
+
     if "hnet" in by and "finetune" in by:
         v = compare(by["hnet"]["final_mean"], by["finetune"]["final_mean"], lower=False,
-                    names=("HNET", "fine-tuning"), chance=chance)  # fmt: skip
+                    names=("HNET", "fine-tuning"), chance=chance,
+                    noise=noise("hnet", "finetune"))  # fmt: skip
         claims.append(Claim.of(
             "the hypernetwork's output regulariser prevents forgetting: HNET's final accuracy "
             "(mean over tasks, task given) above fine-tuning's on the same target", paper_ref, v,
@@ -208,7 +216,7 @@ def judge_sequence(cfg: ContinualExperimentConfig, metrics: Mapping[str, Any], *
             forgetting_finetune=by["finetune"]["forgetting"]))  # fmt: skip
     if "hnet" in by and "ewc" in by:
         v = compare(by["hnet"]["final_mean"], by["ewc"]["final_mean"], lower=False,
-                    names=("HNET", "EWC"), chance=chance)  # fmt: skip
+                    names=("HNET", "EWC"), chance=chance, noise=noise("hnet", "ewc"))  # fmt: skip
         claims.append(Claim.of(
             "HNET's final accuracy (task given) above EWC's, a weight-space regulariser on the "
             "same target", paper_ref, v))  # fmt: skip

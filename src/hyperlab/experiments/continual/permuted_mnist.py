@@ -104,7 +104,7 @@ register(
         presets={
             "full": {},
             "small": SMALL,
-            "quick": SMALL | {"seeds": 1, "n_tasks": 5, "iterations": 500},
+            "quick": SMALL | {"seeds": 2, "n_tasks": 5, "iterations": 500},
             "tiny": TINY | {"padding": 0},
         },
         run=run,
