@@ -302,3 +302,32 @@ def test_authors_init_xavier_and_normal_embeddings():
     assert float(first.abs().max()) <= math.sqrt(6 / sum(first.shape))
     with pytest.raises(ValueError, match="init"):
         _model(init="nope")
+
+
+def test_per_task_batchnorm_statistics_are_kept_apart():
+    """A target with BatchNorm (ModulePrimary, bn_stats='per_condition'): training task 1
+    leaves task 0's running statistics as task 0 left them, and each task is evaluated
+    with its own."""
+    from hyperlab.modules import ModulePrimary
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 4))  # fmt: skip
+    target = ModulePrimary(net, (4,), bn_stats="per_condition", n_conditions=2)
+    g = torch.Generator().manual_seed(0)
+    m = TaskConditioned(target, 2, embedding_dim=4, hidden=(8,), chunk_size=30,
+                        chunk_embedding_dim=3, generator=g)  # fmt: skip
+    tasks = [{"x": torch.randn(64, 4) * (1 + 3 * t) + 2 * t, "y": torch.randint(0, 2, (64,))}
+             for t in range(2)]  # fmt: skip
+    rows = []
+
+    def keep(t, r):
+        rows.append(target.get_buffer("1__running_mean").clone())
+
+    res = fit_tasks(Hypernet(m, 2, _cfg(heads="multi", iterations=10)), tasks, tasks,
+                    on_task=keep)  # fmt: skip
+    after0, after1 = rows
+    assert not torch.equal(after0[0], torch.zeros(8))  # task 0 trained its row ...
+    assert torch.equal(after1[0], after0[0])  # ... and task 1 did not touch it
+    assert not torch.equal(after1[1], after0[1])
+    assert len(res.accuracy[-1]) == 2

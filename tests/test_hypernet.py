@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from hyperlab.hypernet import EmbeddingModel, HyperModel, HyperNetwork, modularity_counts
-from hyperlab.primary import MLP, ConvNet, ModulePrimary, count_parameters
+from hyperlab.modules import ModulePrimary
+from hyperlab.primary import MLP, ConvNet, count_parameters
 
 
 @pytest.mark.parametrize("k", [2, 3, 5, 9])

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hyperlab.primary import ACTIVATIONS, MLP, ConvNet, ModulePrimary, ParamLayout, ParamSpec
+from hyperlab.modules import ModulePrimary
+from hyperlab.primary import ACTIVATIONS, MLP, ConvNet, ParamLayout, ParamSpec
 
 
 def loop_forward(primary, x, params, batch):

@@ -12,11 +12,11 @@ from hyperlab.hypernet import (
     HyperNetwork,
     modularity_counts,
 )
+from hyperlab.modules import ModulePrimary
 from hyperlab.primary import (
     MLP,
     BoundPrimary,
     ConvNet,
-    ModulePrimary,
     ParamLayout,
     ParamSpec,
     Primary,

@@ -144,7 +144,15 @@ class TaskConditioned(nn.Module):
     def forward(self, x: Tensor, task: int) -> Tensor:
         """g(x; f_h(e_task)): the target's full output for one task's weights."""
         theta = self.hnet(self.embeddings[task])
-        return self.target(x, theta)
+        return self.target(x, theta, **self.condition([task]))
+
+    def condition(self, tasks: Sequence[int]) -> dict[str, Tensor]:
+        """The tasks as condition ids for a target that keeps per-task state (a
+        :class:`~hyperlab.modules.ModulePrimary` with ``bn_stats='per_condition'``: per-task
+        BatchNorm statistics), else nothing."""
+        if getattr(self.target, "bn_stats", None) != "per_condition":
+            return {}
+        return {"condition_ids": torch.as_tensor(list(tasks), dtype=torch.long)}
 
 
 def output_regularizer(model: TaskConditioned, targets: Tensor, tasks: Sequence[int],
@@ -318,7 +326,8 @@ class Hypernet(Learner):
 
     def head_logits(self, x: Tensor, tasks: Sequence[int]) -> Tensor:
         theta = self.model.weights(tasks)  # every task's weights in one call
-        out = self.model.target(x.expand(len(tasks), *x.shape), theta)  # (T, N, outputs)
+        out = self.model.target(x.expand(len(tasks), *x.shape), theta,
+                                **self.model.condition(tasks))  # (T, N, outputs)  # fmt: skip
         return torch.stack([self.head(out[i], t) for i, t in enumerate(tasks)])
 
 
@@ -454,6 +463,16 @@ def evaluate_tasks(learner: Learner, test: Sequence[Task], upto: int, *,
     """CL1 accuracy, CL3 accuracy and task-inference rate of tasks 0..``upto`` (one row of
     :class:`ContinualResult`); every task's weights are generated once per test chunk."""
     tasks = list(range(upto + 1))
+    was = learner.model.training
+    learner.model.eval()  # BatchNorm: the running (per-task) statistics
+    try:
+        return _evaluate(learner, test, tasks, infer)
+    finally:
+        learner.model.train(was)
+
+
+def _evaluate(learner: Learner, test: Sequence[Task], tasks: list[int], infer: bool
+              ) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
     acc, acc_inf, ti = [], [], []
     for j in tasks:
         x, y = test[j]["x"], test[j]["y"]
@@ -559,6 +578,7 @@ def fit_tasks(learner: Learner, train: Sequence[Task], test: Sequence[Task], *,
         data = _to(_check_task(train[t], f"train[{t}]", learner.classes), dev)  # when reached:
         # a lazy sequence (PermutedTasks) builds one task at a time
         learner.start_task(t, data)
+        model.train()
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + t)
         loss_sum = torch.zeros((), device=data["y"].device)
         for idx in _batches(len(data["y"]), cfg.iterations, cfg.batch_size, g):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hyperlab.initialization import hyperfan_in_std, target_std
+from hyperlab.initialization import hyperfan_in_std, target_mean, target_std
 from hyperlab.primary import (
     MLP,
     Parameterization,
@@ -114,13 +114,16 @@ class FullHead(nn.Module):
                 for blk, part in zip(self.biases, bias.split(self.blocks), strict=True):
                     blk.copy_(part)
 
-    def reset(self, std: Tensor | None, generator: torch.Generator | None = None) -> None:
-        """Per-row std (hyperfan-in) or, with ``std=None``, the NTK init N(0, 1)."""
+    def reset(self, std: Tensor | None, generator: torch.Generator | None = None,
+              mean: Tensor | None = None) -> None:  # fmt: skip
+        """Per-row std (hyperfan-in) or, with ``std=None``, the NTK init N(0, 1); the bias is
+        ``mean`` (what each generated coordinate starts at: 1 for a norm scale), else 0."""
         w = torch.empty(self.out_features, self.in_features, device=self.weights[0].device)
         w.normal_(generator=generator)  # drawn whole: the same numbers however it is blocked
         if std is not None:
             w.mul_(std.to(w).unsqueeze(1))
-        self.set_weight(w, torch.zeros(self.out_features, device=w.device))
+        b = torch.zeros(self.out_features, device=w.device) if mean is None else mean.to(w)
+        self.set_weight(w, b)
 
     def parts(self, e: Tensor) -> list[Tensor]:
         """θ_s = scale·A_s e + c_s for every block: shapes (*P, n_s)."""
@@ -135,6 +138,10 @@ class FullHead(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
 
+#: Largest full head (parameters) a HyperNetwork builds unasked: 2**28, 1 GiB of float32 (a
+#: ResNet-18 at d_k = 100 would need 1.1 G parameters); larger primaries take head="chunked".
+MAX_FULL_HEAD = 1 << 28
+
 #: floats of one block of the fused squared error (1 MiB: a block stays in a core's L2 cache)
 _BLOCK_FLOATS = 1 << 18
 
@@ -146,7 +153,7 @@ class _LinearSquaredError(torch.autograd.Function):
     weights, and writing and re-reading it dominated the step."""
 
     @staticmethod
-    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, t: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, t: Tensor) -> Tensor:
         rows = h.reshape(-1, h.shape[-1])
         k = w.shape[0]
         step = max(16, _BLOCK_FLOATS // max(1, rows.shape[0]))
@@ -171,7 +178,7 @@ class _LinearSquaredError(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         gh, gw, gb = ctx.saved_tensors
         two = 2 * grad
         return gh * two, gw * two, gb * two, None
@@ -232,6 +239,9 @@ class ChunkedHead(nn.Module):
         self.b_out = nn.Parameter(torch.zeros(chunk_size))
         self.out_scale: Tensor
         self.register_buffer("out_scale", target_std(primary))
+        self.out_shift: Tensor  # where generated coordinates start (1 for a norm scale)
+        self.register_buffer("out_shift", target_mean(primary))
+        self.shifted = bool(self.out_shift.any())
         #: the output is used unscaled (after :meth:`xavier_`, which sets the scale to 1)
         self.unit_scale = False
 
@@ -251,7 +261,9 @@ class ChunkedHead(nn.Module):
 
     def forward(self, e: Tensor) -> Tensor:
         out = self.raw(e)
-        return out if self.unit_scale else out * self.out_scale
+        if not self.unit_scale:
+            out = out * self.out_scale
+        return out + self.out_shift if self.shifted else out
 
     def squared_error(self, e: Tensor, target: Tensor) -> Tensor:
         """Σ ‖f(e) - target‖² over every leading index, with ``target`` (..., N_g): the
@@ -261,7 +273,7 @@ class ChunkedHead(nn.Module):
         h = self.hidden(e)
         k = self.chunk_size
         full, rem = divmod(self.out_features, k)
-        if not self.unit_scale:  # a scaled head: the plain way
+        if not self.unit_scale or self.shifted:  # a scaled or shifted head: the plain way
             return F.mse_loss(self(e), target, reduction="sum")
         total = e.new_zeros(())
         if full:
@@ -274,8 +286,9 @@ class ChunkedHead(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, e: Tensor) -> None:
-        """Rescale the generator so its raw output has unit second moment on features ``e``."""
-        rms = self.raw(e).pow(2).mean().sqrt().clamp_min(1e-12)
+        """Rescale the generator so its raw output has unit second moment on features ``e``
+        (at most 8 of them: each row is a whole parameter set, 11 M numbers for a ResNet-18)."""
+        rms = self.raw(e[..., :8, :]).pow(2).mean().sqrt().clamp_min(1e-12)
         self.w_out.div_(rms)
         self.b_out.div_(rms)
 
@@ -325,6 +338,7 @@ class HyperNetwork(nn.Module):
         init: Literal["hyperfan", "standard"] = "hyperfan",
         init_cond: Tensor | None = None,
         generator: torch.Generator | None = None,
+        max_head_params: int = MAX_FULL_HEAD,
     ):
         super().__init__()
         if not isinstance(target, Primary):
@@ -354,6 +368,14 @@ class HyperNetwork(nn.Module):
             self.trunk = nn.Identity()
         d_k = hidden[-1] if hidden else cond_features
         self.head: FullHead | ChunkedHead
+        if head == "full" and d_k * target.layout.numel > max_head_params:
+            raise ValueError(
+                f"head: a full head onto {target.layout.numel:,} generated weights from "
+                f"{d_k} features would hold {d_k * target.layout.numel:,} parameters (more than "
+                f"max_head_params = {max_head_params:,}); use head='chunked' (one small "
+                "generator for every chunk) or a low-rank primary (hyperlab.lora), or raise "
+                "max_head_params"
+            )
         if head == "full":
             self.head = FullHead(d_k, [spec.numel for spec in target.layout], parameterization)
             if not bias:
@@ -372,7 +394,7 @@ class HyperNetwork(nn.Module):
 
     def features(self, cond: Tensor) -> Tensor:
         """f's last hidden layer (the input of the head)."""
-        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self.head))
         return self.trunk(cond)
 
     @torch.no_grad()
@@ -384,10 +406,11 @@ class HyperNetwork(nn.Module):
             init_cond = torch.randn(256, self.cond_features, generator=generator)
         _check_features(init_cond, self.cond_features, "init_cond")
         dev = next(self.parameters()).device
-        e = self.features(init_cond.to(dev, _param_dtype(self)))
+        e = self.features(init_cond.to(dev, _param_dtype(self.head)))
         if isinstance(self.head, FullHead):
+            mean = target_mean(self.target)
             if self.parameterization == "ntk":
-                self.head.reset(None, generator=generator)
+                self.head.reset(None, generator=generator, mean=mean)
             elif self.init == "standard":  # nn.Linear's default, for comparison with hyperfan
                 bound = 1.0 / math.sqrt(self.head.in_features)
                 w, b = self.head.weight, self.head.bias
@@ -396,24 +419,24 @@ class HyperNetwork(nn.Module):
                     b.uniform_(-bound, bound, generator=generator)
                 else:  # bias=False: the (frozen) head biases stay zero
                     b.zero_()
-                self.head.set_weight(w, b)
+                self.head.set_weight(w, b + mean.to(b))
             else:
                 m2 = float(e.pow(2).mean())
                 std = hyperfan_in_std(self.target, self.head.in_features, m2)
-                self.head.reset(std, generator=generator)
+                self.head.reset(std, generator=generator, mean=mean)
         else:
             self.head.calibrate(e)
 
     def flat(self, cond: Tensor) -> Tensor:
         """θ as one vector per condition: shape (*P, N_g)."""
-        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self.head))
         return self.head(self.trunk(cond))
 
     def forward(self, cond: Tensor) -> dict[str, Tensor]:
         """θ = f(I) as a dict in the target's layout, with batch shape ``cond.shape[:-1]``."""
         if not isinstance(self.head, FullHead):
             return self.target.layout.unflatten(self.flat(cond))
-        _check_features(cond, self.cond_features, "cond", _param_dtype(self))
+        _check_features(cond, self.cond_features, "cond", _param_dtype(self.head))
         parts = self.head.parts(self.trunk(cond))  # one block per tensor: no split
         batch = cond.shape[:-1]
         return {
@@ -461,8 +484,14 @@ class HyperModel(nn.Module):
             return False
         return x.dim() == cond.dim() and (self.fused or head.blocks[0] >= FUSE_MIN_NUMEL)
 
-    def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False) -> Tensor:
-        dtype = _param_dtype(self.f)
+    def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False,
+                condition_ids: Tensor | None = None) -> Tensor:  # fmt: skip
+        """h(x, I); ``condition_ids`` (one per condition) pass to a primary that keeps
+        per-condition state (:class:`hyperlab.modules.ModulePrimary` with
+        ``bn_stats='per_condition'``)."""
+        if condition_ids is not None:
+            return self.g(x, self.f(cond), condition_ids=condition_ids)
+        dtype = _param_dtype(self.f.head)
         _check_features(cond, self.f.cond_features, "cond", dtype)
         if torch.is_tensor(x) and dtype is not None:
             check_dtype(x, dtype, "x")

@@ -19,8 +19,8 @@ def hyperfan_in_std(primary: Primary, in_features: int, feature_second_moment: f
     """Per-output std of a linear head so generated weights get ``primary.target_variance``.
 
     A generated weight is θ_j = Σ_k H_jk e_k + c_j; with zero-mean H and zero c its variance is
-    d_k · Var(H_j) · E[e²]. Rows that generate biases get std 0 (generated biases start at 0,
-    as in common practice) but still receive gradients.
+    d_k · Var(H_j) · E[e²]. Rows that generate biases, norm scales and shifts get std 0 (they
+    start at their mean, :func:`target_mean`: 0, or 1 for a scale) but still receive gradients.
     """
     if feature_second_moment <= 0 or not math.isfinite(feature_second_moment):
         raise ValueError(
@@ -37,12 +37,21 @@ def hyperfan_in_std(primary: Primary, in_features: int, feature_second_moment: f
 
 
 def target_std(primary: Primary) -> Tensor:
-    """Per-coordinate std the generated θ should have at init (biases: a tenth of the weights')."""
+    """Per-coordinate std the generated θ should have at init (biases: a tenth of the weights';
+    norm scales and shifts: 0.1 around their mean, so they start near 1 and 0 and still learn)."""
     stds = []
     for s in primary.layout:
         if s.role == "weight":
             std = math.sqrt(primary.target_variance(s))
+        elif s.role in ("scale", "shift"):
+            std = 0.1
         else:
             std = 0.1 * math.sqrt(primary.target_variance(s))
         stds.append(torch.full((s.numel,), std))
     return torch.cat(stds)
+
+
+def target_mean(primary: Primary) -> Tensor:
+    """Per-coordinate mean the generated θ should start at (norm scales 1, the rest 0 unless
+    the primary sets a tensor's own init mean): the head's bias at init."""
+    return torch.cat([torch.full((s.numel,), s.init_mean) for s in primary.layout])

@@ -7,7 +7,8 @@ index, applied to a group ``G`` (possibly empty) of inputs. All parameter sets r
 call (``bmm`` / grouped convolution / ``torch.func.vmap``), never a Python loop over samples.
 
 Built in: :class:`MLP`, :class:`ConvNet` (conv + pool + dense, the papers' MNIST target) and
-:class:`ModulePrimary`, which turns any ``nn.Module`` into a primary via ``torch.func``.
+:class:`hyperlab.modules.ModulePrimary`, which turns any ``nn.Module`` into a primary via
+``torch.func`` (norm layers per weight set, partial generation).
 """
 
 from __future__ import annotations
@@ -64,19 +65,34 @@ def activation_gain(name: str, negative_slope: float = LEAKY_SLOPE) -> float:
     return float(nn.init.calculate_gain(name, arg))  # type: ignore[arg-type]  # validated
 
 
+Role = Literal["weight", "bias", "scale", "shift"]
+
+
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter tensor of a primary: name, shape, fans and whether it is a weight or bias."""
+    """One parameter tensor of a primary: name, shape, fans and its role: a ``weight`` or
+    ``bias`` of a dense/conv layer, or a norm layer's ``scale`` (init 1) or ``shift`` (init 0).
+    ``mean`` and ``std``, where set, are the tensor's own init (what a generated tensor starts
+    at: the head's init target); unset, the role's default rule applies."""
 
     name: str
     shape: tuple[int, ...]
-    role: Literal["weight", "bias"]
+    role: Role
     fan_in: int
     fan_out: int
+    mean: float | None = None
+    std: float | None = None
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def init_mean(self) -> float:
+        """The mean a generated tensor starts at: 1 for a norm scale, else 0 unless set."""
+        if self.mean is not None:
+            return self.mean
+        return 1.0 if self.role == "scale" else 0.0
 
 
 class ParamLayout:
@@ -175,6 +191,8 @@ def init_params(
 
     standard: U(-1/√fan_in, 1/√fan_in) for weights and biases (``nn.Linear``/``nn.Conv2d``
     default). ntk: weights N(0, 1) and zero biases; the forward carries the 1/√fan_in factor.
+    A spec with its own ``std`` (and ``mean``), and every norm scale (1) and shift (0), draws
+    uniformly with that mean and std instead.
     """
     if parameterization not in ("standard", "ntk"):
         raise ValueError(
@@ -183,6 +201,11 @@ def init_params(
     out = {}
     for s in layout:
         shape = (*batch_shape, *s.shape)
+        if s.std is not None or s.role in ("scale", "shift"):  # the tensor's own init
+            bound = math.sqrt(3.0) * (s.std or 0.0)  # uniform with that std around the mean
+            t = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+            out[s.name] = t.mul_(2 * bound).sub_(bound).add_(s.init_mean)
+            continue
         if parameterization == "ntk":
             if s.role == "weight":
                 t = torch.randn(shape, generator=generator, device=device, dtype=dtype)
@@ -326,6 +349,8 @@ class Primary(nn.Module):
         Standard parameterization: He-style gain²/fan_in; NTK parameterization: 1, since the forward
         already scales by 1/√fan_in (infinite-width paper, Eq. 3).
         """
+        if spec.std is not None:
+            return spec.std**2
         if self.parameterization == "ntk":
             return 1.0
         return self.gain**2 / spec.fan_in
@@ -619,71 +644,7 @@ class ConvNet(Primary):
         return h
 
 
-class ModulePrimary(Primary):
-    """Any ``nn.Module`` as a primary, via ``torch.func.functional_call`` + ``vmap``.
-
-    Parameter names are exactly ``module.named_parameters()``. The module's own parameters are
-    not registered here (only generated ones are used), so wrapping does not add trainables.
-    Buffers (if any) are shared by all parameter sets.
-    """
-
-    def __init__(self, module: nn.Module, in_shape: Sequence[int]):
-        super().__init__()
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"module: expected an nn.Module, got {type(module)}")
-        self._module = [module]  # a list hides it from nn.Module registration
-        self.in_shape = tuple(int(s) for s in in_shape)
-        named = list(module.named_parameters())
-        if not named:
-            raise ValueError("module: has no parameters to generate")
-        specs = []
-        weight_fans: dict[str, tuple[int, int]] = {}
-        for name, p in named:
-            shape = tuple(p.shape)
-            prefix = name.rsplit(".", 1)[0] if "." in name else ""
-            if len(shape) >= 2:
-                fan_in, fan_out = _fans(shape)
-                weight_fans[prefix] = (fan_in, fan_out)
-                specs.append(ParamSpec(name, shape, "weight", fan_in, fan_out))
-            else:
-                fan_in, fan_out = weight_fans.get(prefix, (1, max(1, p.numel())))
-                specs.append(ParamSpec(name, shape, "bias", fan_in, fan_out))
-        self.layout = ParamLayout(specs)
-        try:
-            with torch.no_grad():
-                probe = module(torch.zeros(1, *self.in_shape))
-        except RuntimeError as err:
-            dims = ", ".join(map(str, self.in_shape))
-            raise ValueError(
-                f"in_shape: the module rejects an input of shape (1, {dims}) (in_shape is one "
-                f"sample's shape, without the batch dim): {str(err).splitlines()[0]}"
-            ) from None
-        self.out_shape = tuple(probe.shape[1:])
-
-    @property
-    def module(self) -> nn.Module:
-        return self._module[0]
-
-    def module_params(self) -> dict[str, Tensor]:
-        """The wrapped module's current parameters, detached (a valid unbatched θ)."""
-        return {n: p.detach().clone() for n, p in self.module.named_parameters()}
-
-    def _buffers_on(self, device: torch.device) -> dict[str, Tensor]:
-        return {n: b.to(device) for n, b in self.module.named_buffers()}
-
-    def _forward_single(self, x: Tensor, params: Params) -> Tensor:
-        state = {**self._buffers_on(x.device), **params}
-        return torch.func.functional_call(self.module, state, (x,))
-
-    def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
-        buffers = self._buffers_on(x.device)
-
-        def one(p: Params, xb: Tensor) -> Tensor:
-            return torch.func.functional_call(self.module, {**buffers, **p}, (xb,))
-
-        return torch.func.vmap(one)(dict(params), x)
-
-
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalars in a module: N_f, N_e, N_q of the modularity paper."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
