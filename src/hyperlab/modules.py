@@ -178,8 +178,9 @@ class ModulePrimary(Primary):
             module.eval()
             first = next(module.parameters())
             with torch.no_grad():
-                probe = module(torch.zeros(1, *self.in_shape, dtype=first.dtype,
-                                           device=first.device))
+                probe = module(
+                    torch.zeros(1, *self.in_shape, dtype=first.dtype, device=first.device)
+                )
         except RuntimeError as err:
             dims = ", ".join(map(str, self.in_shape))
             raise ValueError(

@@ -647,4 +647,3 @@ class ConvNet(Primary):
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalars in a module: N_f, N_e, N_q of the modularity paper."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
