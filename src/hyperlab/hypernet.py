@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hyperlab.initialization import hyperfan_in_std, target_mean, target_std
+from hyperlab.lora import LoRAHead
 from hyperlab.primary import (
     MLP,
     Parameterization,
@@ -213,6 +214,13 @@ class ChunkedHead(nn.Module):
                 "chunk_size, embedding_dim, hidden: expected positive ints, got "
                 f"{chunk_size}, {embedding_dim}, {hidden}"
             )
+        zero = [s.name for s in primary.layout if s.role == "weight" and s.std == 0.0]
+        if zero:
+            raise ValueError(
+                f"head: a chunked head scales each output to its tensor's init std, so it "
+                f"cannot learn the zero-initialised {zero[0]}; use head='lora' (for a "
+                "LoRAPrimary) or head='full'"
+            )
         self.out_features = primary.layout.numel
         self.chunk_size = chunk_size
         self.n_chunks = -(-self.out_features // chunk_size)
@@ -317,9 +325,11 @@ class HyperNetwork(nn.Module):
 
     ``hidden`` are the widths of f's hidden layers, so f has ``len(hidden) + 1`` linear layers
     (the paper's k). ``head='full'`` is a linear layer onto all N_g parameters; ``'chunked'``
-    shares one generator across chunks. ``init='hyperfan'`` (standard parameterization only)
-    scales the head so that generated weights start with the variance the primary expects,
-    measured on ``init_cond`` (default: standard-normal conditions).
+    shares one generator across chunks; ``'lora'`` (for a :class:`hyperlab.lora.LoRAPrimary`)
+    generates low-rank deltas T2L-style (:class:`hyperlab.lora.LoRAHead`).
+    ``init='hyperfan'`` (standard parameterization only) scales the head so that generated
+    weights start with the variance the primary expects, measured on ``init_cond`` (default:
+    standard-normal conditions).
     """
 
     def __init__(
@@ -330,7 +340,7 @@ class HyperNetwork(nn.Module):
         *,
         activation: str = "relu",
         bias: bool = True,
-        head: Literal["full", "chunked"] = "full",
+        head: Literal["full", "chunked", "lora"] = "full",
         chunk_size: int = 1024,
         chunk_embedding_dim: int = 8,
         chunk_hidden: int | Sequence[int] = 64,
@@ -339,14 +349,15 @@ class HyperNetwork(nn.Module):
         init_cond: Tensor | None = None,
         generator: torch.Generator | None = None,
         max_head_params: int = MAX_FULL_HEAD,
+        lora_hidden: int = 64,
     ):
         super().__init__()
         if not isinstance(target, Primary):
             raise TypeError(f"target: expected a hyperlab Primary, got {type(target)}")
         if cond_features <= 0:
             raise ValueError(f"cond_features: expected a positive int, got {cond_features}")
-        if head not in ("full", "chunked"):
-            raise ValueError(f"head: expected 'full' or 'chunked', got {head!r}")
+        if head not in ("full", "chunked", "lora"):
+            raise ValueError(f"head: expected 'full', 'chunked' or 'lora', got {head!r}")
         if init not in ("hyperfan", "standard"):
             raise ValueError(f"init: expected 'hyperfan' or 'standard', got {init!r}")
         self.target = target
@@ -367,7 +378,7 @@ class HyperNetwork(nn.Module):
         else:
             self.trunk = nn.Identity()
         d_k = hidden[-1] if hidden else cond_features
-        self.head: FullHead | ChunkedHead
+        self.head: FullHead | ChunkedHead | LoRAHead
         if head == "full" and d_k * target.layout.numel > max_head_params:
             raise ValueError(
                 f"head: a full head onto {target.layout.numel:,} generated weights from "
@@ -380,6 +391,9 @@ class HyperNetwork(nn.Module):
             self.head = FullHead(d_k, [spec.numel for spec in target.layout], parameterization)
             if not bias:
                 self.head.biases.requires_grad_(False)
+        elif head == "lora":
+            self.head = LoRAHead(target, d_k, hidden=lora_hidden, activation=activation,  # type: ignore[arg-type]
+                                 generator=generator)  # fmt: skip
         else:
             self.head = ChunkedHead(
                 target,

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyperlab.primary import ParamLayout, Params, ParamSpec, Primary
+from hyperlab.primary import ParamLayout, Params, ParamSpec, Primary, Role
 
 __all__ = ["NORM_TYPES", "ModulePrimary", "Sine", "siren_init_"]
 
@@ -62,8 +62,10 @@ def _match(names: Sequence[str], patterns: Sequence[str], argument: str) -> set[
         hit = {n for n in names if fnmatch.fnmatchcase(n, pat)}
         if not hit:
             shown = ", ".join(list(names)[:8]) + (", ..." if len(names) > 8 else "")
-            raise ValueError(f"{argument}: the pattern {pat!r} matches no parameter of the "
-                             f"module (its parameters: {shown})")  # fmt: skip
+            raise ValueError(
+                f"{argument}: the pattern {pat!r} matches no parameter of the "
+                f"module (its parameters: {shown})"
+            )
         chosen |= hit
     return chosen
 
@@ -95,8 +97,10 @@ class ModulePrimary(Primary):
         if bn_stats not in ("shared", "per_condition"):
             raise ValueError(f"bn_stats: expected 'shared' or 'per_condition', got {bn_stats!r}")
         if bn_stats == "per_condition" and (n_conditions is None or n_conditions < 1):
-            raise ValueError("n_conditions: bn_stats='per_condition' needs the number of "
-                             f"conditions (a positive int), got {n_conditions!r}")  # fmt: skip
+            raise ValueError(
+                "n_conditions: bn_stats='per_condition' needs the number of "
+                f"conditions (a positive int), got {n_conditions!r}"
+            )
         self._module = [module]  # a list hides it from nn.Module registration
         self.in_shape = tuple(int(s) for s in in_shape)
         self.bn_stats: BNStats = bn_stats
@@ -108,11 +112,17 @@ class ModulePrimary(Primary):
         gen = set(named) if generate is None else _match(list(named), list(generate), "generate")
         self.layout = ParamLayout(self._specs(module, named, gen))
         self._setup_shared(named, gen, freeze)
-        self._bn = {n: m for n, m in module.named_modules()
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm)}  # fmt: skip
+        self._bn = {
+            n: m
+            for n, m in module.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        }
         self._setup_bn_buffers()
-        self._bn_names = {_key(f"{p}.{b}") for p in self._bn for b in
-                          ("running_mean", "running_var", "num_batches_tracked")}  # fmt: skip
+        self._bn_names = {
+            _key(f"{p}.{b}")
+            for p in self._bn
+            for b in ("running_mean", "running_var", "num_batches_tracked")
+        }
         self.out_shape = self._probe()
 
     # -- construction ---------------------------------------------------------------------
@@ -129,6 +139,7 @@ class ModulePrimary(Primary):
             if name not in gen:
                 continue
             norm = isinstance(owners.get(prefix), NORM_TYPES)
+            role: Role
             with torch.no_grad():  # the module's own init: the head's target
                 mean = float(p.mean())
                 std = float(p.std()) if p.numel() > 1 else 0.0
@@ -139,12 +150,22 @@ class ModulePrimary(Primary):
                 role, fans = "weight", weight_fans[prefix]
             else:
                 role, fans = "bias", weight_fans.get(prefix, (1, max(1, p.numel())))
-            specs.append(ParamSpec(name, shape, role, fans[0], fans[1],  # type: ignore[arg-type]
-                                   mean=mean, std=std))  # fmt: skip
+            specs.append(
+                ParamSpec(
+                    name,
+                    shape,
+                    role,
+                    fans[0],
+                    fans[1],
+                    mean=mean,
+                    std=std,
+                )
+            )
         return specs
 
-    def _setup_shared(self, named: Mapping[str, nn.Parameter], gen: set[str],
-                      freeze: bool | Sequence[str]) -> None:  # fmt: skip
+    def _setup_shared(
+        self, named: Mapping[str, nn.Parameter], gen: set[str], freeze: bool | Sequence[str]
+    ) -> None:
         shared = [n for n in named if n not in gen]
         frozen: set[str]
         if isinstance(freeze, bool):
@@ -206,11 +227,15 @@ class ModulePrimary(Primary):
         """Scalars generated per weight set, shared (trainable), shared (frozen)."""
         trainable = sum(p.numel() for p in self.shared.values() if p.requires_grad)
         frozen = sum(p.numel() for p in self.shared.values() if not p.requires_grad)
-        return {"generated": self.layout.numel, "shared_trainable": trainable,
-                "shared_frozen": frozen}  # fmt: skip
+        return {
+            "generated": self.layout.numel,
+            "shared_trainable": trainable,
+            "shared_frozen": frozen,
+        }
 
-    def forward(self, x: Tensor, params: Params, *, condition_ids: Tensor | int | None = None
-                ) -> Tensor:  # fmt: skip
+    def forward(
+        self, x: Tensor, params: Params, *, condition_ids: Tensor | int | None = None
+    ) -> Tensor:
         """g(x; θ) as :meth:`Primary.forward`; ``condition_ids`` (one per weight set, shape the
         params' batch shape) select BatchNorm statistics with ``bn_stats='per_condition'``."""
         self._ids = self._check_ids(condition_ids, params)
@@ -223,13 +248,17 @@ class ModulePrimary(Primary):
         if self.bn_stats != "per_condition" or not self._bn:
             return None
         if ids is None:
-            raise ValueError("condition_ids: bn_stats='per_condition' needs one condition id per "
-                             "weight set (e.g. the task of each)")  # fmt: skip
+            raise ValueError(
+                "condition_ids: bn_stats='per_condition' needs one condition id per "
+                "weight set (e.g. the task of each)"
+            )
         batch = self.layout.batch_shape(params)
         t = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
         if t.numel() != max(1, math.prod(batch)):
-            raise ValueError(f"condition_ids: expected {max(1, math.prod(batch))} ids (the params' "
-                             f"batch shape {tuple(batch)}), got {t.numel()}")  # fmt: skip
+            raise ValueError(
+                f"condition_ids: expected {max(1, math.prod(batch))} ids (the params' "
+                f"batch shape {tuple(batch)}), got {t.numel()}"
+            )
         assert self.n_conditions is not None
         if int(t.min()) < 0 or int(t.max()) >= self.n_conditions:
             raise ValueError(f"condition_ids: expected ids in 0..{self.n_conditions - 1}")
@@ -239,8 +268,9 @@ class ModulePrimary(Primary):
 
     def _state(self, device: torch.device) -> dict[str, Tensor]:
         """The module's non-BatchNorm buffers and the shared parameters."""
-        out = {n: b.to(device) for n, b in self.module.named_buffers()
-               if _key(n) not in self._bn_names}  # fmt: skip
+        out = {
+            n: b.to(device) for n, b in self.module.named_buffers() if _key(n) not in self._bn_names
+        }
         out.update({self._shared_names[k]: p for k, p in self.shared.items()})
         return out
 
@@ -253,15 +283,17 @@ class ModulePrimary(Primary):
         return mean, var
 
     @contextmanager
-    def _patched(self, collect: list, eval_stats: dict[str, tuple[Tensor, Tensor]]
-                 ) -> Iterator[None]:  # fmt: skip
+    def _patched(
+        self, collect: list, eval_stats: dict[str, tuple[Tensor, Tensor]]
+    ) -> Iterator[None]:
         """Every BatchNorm of the module runs :meth:`_bn_forward` for the duration; the
         module's train/eval flag follows this primary's."""
         module, was = self.module, self.module.training
         module.train(self.training)
         for path, bn in self._bn.items():
-            patched = functools.partial(self._bn_forward, path, bn, collect=collect,
-                                        eval_stats=eval_stats)  # fmt: skip
+            patched = functools.partial(
+                self._bn_forward, path, bn, collect=collect, eval_stats=eval_stats
+            )
             object.__setattr__(bn, "forward", patched)
         try:
             yield
@@ -270,8 +302,15 @@ class ModulePrimary(Primary):
                 del bn.forward
             module.train(was)
 
-    def _bn_forward(self, path: str, bn: nn.Module, x: Tensor, *, collect: list,
-                    eval_stats: Mapping[str, tuple[Tensor, Tensor]]) -> Tensor:  # fmt: skip
+    def _bn_forward(
+        self,
+        path: str,
+        bn: nn.Module,
+        x: Tensor,
+        *,
+        collect: list,
+        eval_stats: Mapping[str, tuple[Tensor, Tensor]],
+    ) -> Tensor:
         assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
         w, b = bn.weight, bn.bias
         batch_stats = self.training or not bn.track_running_stats
@@ -287,8 +326,9 @@ class ModulePrimary(Primary):
         return F.batch_norm(x, None, None, w, b, True, 0.0, bn.eps)
 
     def _forward_single(self, x: Tensor, params: Params) -> Tensor:
-        return self._forward_batched(x.unsqueeze(0), {k: v.unsqueeze(0) for k, v in params.items()}
-                                     ).squeeze(0)  # fmt: skip
+        return self._forward_batched(
+            x.unsqueeze(0), {k: v.unsqueeze(0) for k, v in params.items()}
+        ).squeeze(0)
 
     def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
         state = self._state(x.device)
@@ -311,8 +351,9 @@ class ModulePrimary(Primary):
         return out
 
     @torch.no_grad()
-    def _update_running(self, seen: Mapping[str, tuple[Tensor, Tensor]], ids: Tensor | None,
-                        b: int) -> None:  # fmt: skip
+    def _update_running(
+        self, seen: Mapping[str, tuple[Tensor, Tensor]], ids: Tensor | None, b: int
+    ) -> None:
         """Running statistics after the b weight sets' batches, as b calls of the module one
         after another would leave them (each condition's sets in order)."""
         ids = ids if ids is not None else torch.zeros(b, dtype=torch.long, device=self._dev())
@@ -371,8 +412,9 @@ class Sine(nn.Module):
 
 
 @torch.no_grad()
-def siren_init_(module: nn.Module, omega0: float = 30.0, *,
-                generator: torch.Generator | None = None) -> nn.Module:  # fmt: skip
+def siren_init_(
+    module: nn.Module, omega0: float = 30.0, *, generator: torch.Generator | None = None
+) -> nn.Module:
     """SIREN's initialisation of the ``nn.Linear`` layers of ``module`` in order: the first
     U(−1/n, 1/n), the others U(−√(6/n)/ω₀, √(6/n)/ω₀), n the fan-in (biases keep PyTorch's
     default). Returns ``module``; a :class:`ModulePrimary` of it then targets these scales."""
