@@ -99,3 +99,16 @@ def test_the_isotropic_null_matches_simulated_noise(n, d):
     g = torch.Generator().manual_seed(0)
     shares = [float(pca(torch.randn(n, d, generator=g), 1)[1][0]) for _ in range(3)]
     assert np.mean(shares) == pytest.approx(isotropic_pc1_share(n, d), rel=0.1)
+
+
+def test_disagreement_against_mnf_is_judged_beyond_the_binomial_noise():
+    from hyperlab.experiments.generating.mnist import mnf_claims
+
+    mnf = {"conv0_filter_diversity_min": 0.009, "prediction_disagreement": 0.0146}
+    ours = {"conv0_filter_diversity_min": 0.45, "prediction_disagreement": 0.0153}
+    close = mnf_claims(ours, mnf, "record", n_test=10_000)[1]
+    assert close.held is None and "within" in close.not_judged  # 0.0007 apart: noise
+    lower = mnf_claims(ours | {"prediction_disagreement": 0.0086}, mnf, "record", 10_000)[1]
+    assert lower.held is False
+    higher = mnf_claims(ours | {"prediction_disagreement": 0.03}, mnf, "record", 10_000)[1]
+    assert higher.held is True and higher.evidence["test_images"] == 10_000
