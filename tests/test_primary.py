@@ -23,6 +23,8 @@ def loop_forward(primary, x, params, batch):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("parameterization", ["standard", "ntk"])
 def test_mlp_batched_equals_loop(activation, bias, parameterization):
+    if activation == "sine" and parameterization == "ntk":
+        pytest.skip("a SIREN has its own init (refused under ntk: tested below)")
     g = MLP([7, 5, 4, 3], activation, bias=bias, parameterization=parameterization)
     gen = torch.Generator().manual_seed(0)
     for batch, group in [((6,), ()), ((6,), (4,)), ((2, 3), (4,)), ((2, 3), (2, 2))]:
@@ -215,3 +217,26 @@ def test_elu_gain_keeps_the_second_moment():
     u = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0))
     g = activation_gain("elu")
     assert float((g * activation_fn("elu")(u)).pow(2).mean()) == pytest.approx(1.0, abs=5e-3)
+
+
+def test_siren_mlp_is_sin_omega0_with_sirens_init():
+    from hyperlab import HyperNetwork
+    from hyperlab.modules import Sine
+
+    g = MLP([2, 32, 32, 1], "sine", omega0=30.0)
+    p = g.init_params(generator=torch.Generator().manual_seed(0))
+    assert float(p["fc0.weight"].abs().max()) <= 1 / 2
+    assert float(p["fc1.weight"].abs().max()) <= (6 / 32) ** 0.5 / 30
+    net = nn.Sequential(nn.Linear(2, 32), Sine(30.0), nn.Linear(32, 32), Sine(30.0),
+                        nn.Linear(32, 1))  # fmt: skip
+    with torch.no_grad():
+        for i, lin in enumerate([net[0], net[2], net[4]]):
+            lin.weight.copy_(p[f"fc{i}.weight"])
+            lin.bias.copy_(p[f"fc{i}.bias"])
+    x = torch.rand(5, 2) * 2 - 1
+    torch.testing.assert_close(g(x, p), net(x))
+    theta = HyperNetwork(g, 6, [64])(torch.randn(256, 6))
+    want = g.layout["fc1.weight"].std
+    assert float(theta["fc1.weight"].std()) == pytest.approx(want, rel=0.2)
+    with pytest.raises(ValueError, match="parameterization"):
+        MLP([2, 3, 1], "sine", parameterization="ntk")

@@ -27,7 +27,9 @@ from hyperlab.runtime import checks_enabled
 Parameterization = Literal["standard", "ntk"]
 Params = Mapping[str, Tensor]
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "identity")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "sine", "identity")
+#: SIREN's ω₀ (Sitzmann et al. 2020): "sine" is sin(ω₀ x)
+OMEGA0 = 30.0
 LEAKY_SLOPE = 0.01
 
 
@@ -35,8 +37,11 @@ LEAKY_SLOPE = 0.01
 MONOTONE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu", "tanh", "sigmoid", "identity"})
 
 
-def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE):
-    """The elementwise function for an activation name (one of :data:`ACTIVATIONS`)."""
+def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE, omega0: float = OMEGA0):
+    """The elementwise function for an activation name (one of :data:`ACTIVATIONS`; 'sine' is
+    SIREN's sin(ω₀ x))."""
+    if name == "sine":
+        return lambda t: torch.sin(omega0 * t)
     if name == "relu":
         return F.relu
     if name == "tanh":
@@ -54,7 +59,7 @@ def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE):
 
 def activation_gain(name: str, negative_slope: float = LEAKY_SLOPE) -> float:
     """Gain c with E[(c·σ(u))²] ≈ E[u²] (√2 for ReLU: the infinite-width paper's Eq. 2 factor)."""
-    if name == "identity":
+    if name in ("identity", "sine"):  # a SIREN's scales come from its own init (MLP)
         return 1.0
     if name == "elu":  # E[elu(u)²], u ~ N(0, 1), in closed form (torch has no ELU gain)
         phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))  # noqa: E731 - the normal CDF
@@ -418,6 +423,9 @@ class MLP(Primary):
     ``activate_output=True`` applies the activation after the last layer too (for trunks).
     ``hidden_activations`` (one bool per hidden layer) applies the activation only where True:
     ``[True, False, ...]`` is the infinite-width paper's released Fig. 2 target (notes B.4).
+    ``activation='sine'`` is a SIREN (Sitzmann et al. 2020): sin(ω₀ ·) with ``omega0``, and
+    SIREN's initialisation (first layer U(−1/n, 1/n), the others U(−√(6/n)/ω₀, √(6/n)/ω₀)) as
+    the weights' init and the generated weights' target.
     """
 
     def __init__(
@@ -430,6 +438,7 @@ class MLP(Primary):
         activate_output: bool = False,
         negative_slope: float = LEAKY_SLOPE,
         hidden_activations: Sequence[bool] | None = None,
+        omega0: float = OMEGA0,
     ):
         super().__init__()
         sizes = [int(s) for s in sizes]
@@ -441,10 +450,14 @@ class MLP(Primary):
             raise ValueError(
                 f"parameterization: expected 'standard' or 'ntk', got {parameterization!r}"
             )
+        if activation == "sine" and parameterization == "ntk":
+            raise ValueError("parameterization: a SIREN (activation='sine') uses its own init; "
+                             "expected 'standard'")  # fmt: skip
         self.sizes = sizes
         self.activation = activation
-        self.act = activation_fn(activation, negative_slope)
+        self.act = activation_fn(activation, negative_slope, omega0)
         self.gain = activation_gain(activation, negative_slope)
+        self.omega0 = omega0
         self.bias = bias
         self.parameterization = parameterization
         self.activate_output = activate_output
@@ -458,7 +471,11 @@ class MLP(Primary):
         self.hidden_activations = [bool(a) for a in hidden_activations]
         specs = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            specs.append(ParamSpec(f"fc{i}.weight", (b, a), "weight", a, b))
+            std = None
+            if activation == "sine":  # SIREN's init: U(±1/n) first, U(±√(6/n)/ω₀) after
+                bound = 1.0 / a if i == 0 else math.sqrt(6.0 / a) / omega0
+                std = bound / math.sqrt(3.0)
+            specs.append(ParamSpec(f"fc{i}.weight", (b, a), "weight", a, b, std=std))
             if bias:
                 specs.append(ParamSpec(f"fc{i}.bias", (b,), "bias", a, b))
         self.layout = ParamLayout(specs)
