@@ -149,3 +149,20 @@ def test_bad_lora_settings_are_named():
         HyperNetwork(g, 4, [8], head="chunked")
     with pytest.raises(TypeError, match="LoRAPrimary"):
         HyperNetwork(HyperNetwork.__init__.__globals__["MLP"]([3, 2]), 4, [8], head="lora")
+
+
+def test_lora_on_a_batchnorm_base_is_the_loop_in_train_mode():
+    import copy
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(3 * 16, 4)).double()  # fmt: skip
+    g = LoRAPrimary(net, (1, 6, 6), targets=["0", "4"], rank=2).double()
+    g.train()
+    params = {s.name: torch.randn(3, *s.shape, dtype=torch.float64) for s in g.layout}
+    x = torch.randn(3, 5, 1, 6, 6, dtype=torch.float64)
+    out = g(x, params)
+    ref_net = copy.deepcopy(net).train()
+    ref = _reference(ref_net, g, params, x)  # one weight set after another, train mode
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(g.get_buffer("1__running_mean"), ref_net[1].running_mean)

@@ -186,3 +186,19 @@ def test_siren_init_is_the_generated_weights_target():
     assert spec.std == pytest.approx(bound / 3**0.5, rel=0.1)
     theta = HyperNetwork(g, 4, [32])(torch.randn(64, 4))
     assert float(theta["2.weight"].std()) == pytest.approx(spec.std, rel=0.25)
+
+
+def test_bfloat16_autocast_runs_convolutions_and_batchnorm():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 4 * 4, 3))  # fmt: skip
+    h = HyperModel(ModulePrimary(net, (1, 6, 6)), 5, [16])
+    x, c = torch.randn(4, 1, 6, 6), torch.randn(4, 5)
+    ref = h(x, c)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = h(x, c)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=5e-2)
+    out.float().sum().backward()
+    assert all(p.grad is not None for p in h.f.parameters())
+    assert h.g.get_buffer("1__running_mean").dtype == torch.float32

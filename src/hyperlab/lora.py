@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hyperlab.modules import ModulePrimary
-from hyperlab.primary import ParamLayout, Params, ParamSpec, Primary, activation_fn
+from hyperlab.modules import BNStats, ModulePrimary
+from hyperlab.primary import ParamLayout, Params, ParamSpec, activation_fn
 
 __all__ = ["LoRAHead", "LoRALayer", "LoRAPrimary"]
 
@@ -52,12 +52,14 @@ def _key(name: str) -> str:
     return name.replace(".", "__")
 
 
-class LoRAPrimary(Primary):
+class LoRAPrimary(ModulePrimary):
     """The frozen ``base`` (``in_shape``: one sample's shape) with rank-``rank`` deltas on the
     Linear / Conv layers named by ``targets`` (module names or glob patterns), scaled by
     ``alpha / rank`` (``alpha`` default: ``rank``). ``generate`` (parameter names or patterns)
     adds base parameters generated whole (a classifier head, say). Load a pretrained base into
-    ``base`` before wrapping (its state is read here)."""
+    ``base`` before wrapping; its other parameters are frozen (``requires_grad`` off) and
+    shared. A :class:`~hyperlab.modules.ModulePrimary` underneath: BatchNorm per weight set
+    and ``bn_stats`` work the same."""
 
     def __init__(
         self,
@@ -68,27 +70,22 @@ class LoRAPrimary(Primary):
         rank: int,
         alpha: float | None = None,
         generate: Sequence[str] = (),
+        bn_stats: BNStats = "shared",
+        n_conditions: int | None = None,
     ):
-        super().__init__()
-        if not isinstance(base, nn.Module):
-            raise TypeError(f"base: expected an nn.Module, got {type(base)}")
-        if not isinstance(rank, int) or rank < 1:
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
             raise ValueError(f"rank: expected a positive int, got {rank!r}")
-        self._base = [base]
-        self.in_shape = tuple(int(s) for s in in_shape)
+        super().__init__(
+            base,
+            in_shape,
+            generate=list(generate),
+            freeze=True,
+            bn_stats=bn_stats,
+            n_conditions=n_conditions,
+        )
         self.rank = rank
         self.scale = float(alpha if alpha is not None else rank) / rank
-        modules = dict(base.named_modules())
-        self.layers = self._layers(modules, list(targets), rank)
-        # whole generated base parameters, with ModulePrimary's roles and init targets
-        named = dict(base.named_parameters())
-        gen = set()
-        for pat in generate:
-            hit = {n for n in named if fnmatch.fnmatchcase(n, pat)}
-            if not hit:
-                raise ValueError(f"generate: the pattern {pat!r} matches no parameter of base")
-            gen |= hit
-        whole = ModulePrimary._specs(base, named, gen)
+        self.layers = self._layers(dict(base.named_modules()), list(targets), rank)
         specs = []
         for lay in self.layers:
             fan_in = math.prod(lay.a_shape[1:])
@@ -109,13 +106,8 @@ class LoRAPrimary(Primary):
                     std=0.0,
                 )
             )  # B = 0: h = base
-        self.layout = ParamLayout([*specs, *whole])
-        self.generated_whole = [s.name for s in whole]
-        for n, p in named.items():  # the frozen base: moved with .to(), never saved twice
-            if n not in gen:
-                self.register_buffer(_key(n), p.detach(), persistent=False)
-        self._frozen = {_key(n): n for n in named if n not in gen}
-        self.out_shape = self._probe()
+        self.generated_whole = list(self.layout.names)
+        self.layout = ParamLayout([*specs, *self.layout.specs])
 
     @staticmethod
     def _layers(modules: Mapping[str, nn.Module], targets: list[str], rank: int) -> list[LoRALayer]:
@@ -130,61 +122,21 @@ class LoRAPrimary(Primary):
                 )
             names += [n for n in hit if n not in names]
         order = {n: i for i, n in enumerate(modules)}
-        out = []
-        for name in sorted(names, key=order.__getitem__):
-            m = modules[name]
-            parent = modules[name.rsplit(".", 1)[0] if "." in name else ""]
-            a: tuple[int, ...]
-            b: tuple[int, ...]
-            if isinstance(m, nn.Linear):
-                a, b = (rank, m.in_features), (m.out_features, rank)
-                kind, fused = "linear", not isinstance(parent, nn.MultiheadAttention)
-                size = min(m.in_features, m.out_features)
-            elif isinstance(m, _CONVS):
-                if m.groups != 1 or m.padding_mode != "zeros":
-                    raise ValueError(
-                        f"targets: {name} is a grouped or non-zero-padded conv; "
-                        "LoRA here takes groups=1, padding_mode='zeros'"
-                    )
-                a = (rank, m.in_channels, *m.kernel_size)
-                b = (m.out_channels, rank)
-                kind, fused = "conv", True
-                size = min(m.in_channels * math.prod(m.kernel_size), m.out_channels)
-            else:
-                raise ValueError(
-                    f"targets: {name} is a {type(m).__name__}; LoRA targets are "
-                    "nn.Linear or nn.Conv1d/2d/3d layers"
-                )
-            if rank > size:
-                raise ValueError(
-                    f"rank: {rank} exceeds {name}'s largest rank {size} "
-                    "(min of its fan-in and outputs)"
-                )
-            leaf = name.rsplit(".", 1)[-1]
-            key = f"{type(m).__name__}:{leaf if not leaf.isdigit() else ''}:{a}:{b}"
-            out.append(LoRALayer(name, kind, a, b, fused, key))
-        return out
-
-    def _probe(self) -> tuple[int, ...]:
-        base, was = self.base, self.base.training
-        first = next(base.parameters())
-        try:
-            base.eval()
-            with torch.no_grad():
-                out = base(torch.zeros(1, *self.in_shape, dtype=first.dtype, device=first.device))
-        finally:
-            base.train(was)
-        return tuple(out.shape[1:])
+        return [_layer(name, modules, rank) for name in sorted(names, key=order.__getitem__)]
 
     @property
     def base(self) -> nn.Module:
-        return self._base[0]
+        return self.module
 
     def counts(self) -> dict[str, int]:
-        """Scalars generated per weight set (LoRA A and B, whole tensors) and frozen base."""
+        """Scalars generated per weight set (LoRA A and B, whole tensors) and the frozen base."""
         lora = sum(math.prod(s.shape) for s in self.layout if ".lora_" in s.name)
-        frozen = sum(b.numel() for k, b in self.named_buffers() if k in self._frozen)
-        return {"lora": lora, "generated_whole": self.layout.numel - lora, "frozen_base": frozen}
+        rest = super().counts()
+        return {
+            "lora": lora,
+            "generated_whole": self.layout.numel - lora,
+            "frozen_base": rest["shared_frozen"] + rest["shared_trainable"],
+        }
 
     def zero_params(self, batch_shape: Sequence[int] = ()) -> dict[str, Tensor]:
         """θ that reproduces the base network: A drawn, B zero, whole tensors the base's."""
@@ -195,12 +147,9 @@ class LoRAPrimary(Primary):
             out[n] = named[n].detach().expand(*batch_shape, *named[n].shape).clone()
         return out
 
-    # -- forward --------------------------------------------------------------------------
-
-    @contextmanager
-    def _patched(self, p: Params) -> Iterator[dict[str, Tensor]]:
-        """Fused layers compute the low-rank path in their forward; the others get W₀ + s·B·A
-        as their weight (returned, for functional_call)."""
+    def _call(self, p: Params, x: Tensor, state: Mapping[str, Tensor]) -> Tensor:
+        """One weight set: fused layers compute the low-rank path in their forward; the others
+        get W₀ + s·B·A as their weight."""
         modules = dict(self.base.named_modules())
         weights: dict[str, Tensor] = {}
         patched = []
@@ -208,40 +157,51 @@ class LoRAPrimary(Primary):
             a, b = p[f"{lay.name}.lora_A"], p[f"{lay.name}.lora_B"]
             m = modules[lay.name]
             if lay.fused:
-                fwd = functools.partial(
-                    _lora_linear if lay.kind == "linear" else _lora_conv, m, a, b, self.scale
-                )
-                object.__setattr__(m, "forward", fwd)
+                fn = _lora_linear if lay.kind == "linear" else _lora_conv
+                object.__setattr__(m, "forward", functools.partial(fn, m, a, b, self.scale))
                 patched.append(m)
             else:
-                w0 = getattr(self, _key(f"{lay.name}.weight"))
-                weights[f"{lay.name}.weight"] = w0 + self.scale * (b @ a)
+                weights[f"{lay.name}.weight"] = state[f"{lay.name}.weight"] + self.scale * (b @ a)
+        whole = {n: p[n] for n in self.generated_whole}
         try:
             with _no_mha_fastpath():
-                yield weights
+                return torch.func.functional_call(self.base, {**state, **whole, **weights}, (x,))
         finally:
             for m in patched:
                 del m.forward
 
-    def _forward_single(self, x: Tensor, params: Params) -> Tensor:
-        return self._forward_batched(
-            x.unsqueeze(0), {k: v.unsqueeze(0) for k, v in params.items()}
-        ).squeeze(0)
 
-    def _forward_batched(self, x: Tensor, params: Params) -> Tensor:
-        frozen = {n: getattr(self, k) for k, n in self._frozen.items()}
-        buffers = {n: b.to(x.device) for n, b in self.base.named_buffers()}
-        base = self.base
-        base.train(self.training)
-
-        def one(p: Params, xb: Tensor) -> Tensor:
-            whole = {n: p[n] for n in self.generated_whole}
-            with self._patched(p) as weights:
-                return torch.func.functional_call(
-                    base, {**buffers, **frozen, **whole, **weights}, (xb,)
-                )
-
-        return torch.func.vmap(one, randomness="different")(dict(params), x)
+def _layer(name: str, modules: Mapping[str, nn.Module], rank: int) -> LoRALayer:
+    """The LoRA layout of one target layer, or a named error."""
+    m = modules[name]
+    parent = modules[name.rsplit(".", 1)[0] if "." in name else ""]
+    a: tuple[int, ...]
+    b: tuple[int, ...]
+    if isinstance(m, nn.Linear):
+        a, b = (rank, m.in_features), (m.out_features, rank)
+        kind, fused = "linear", not isinstance(parent, nn.MultiheadAttention)
+        size = min(m.in_features, m.out_features)
+    elif isinstance(m, _CONVS):
+        if m.groups != 1 or m.padding_mode != "zeros":
+            raise ValueError(
+                f"targets: {name} is a grouped or non-zero-padded conv; LoRA here "
+                "takes groups=1, padding_mode='zeros'"
+            )
+        a, b = (rank, m.in_channels, *m.kernel_size), (m.out_channels, rank)
+        kind, fused = "conv", True
+        size = min(m.in_channels * math.prod(m.kernel_size), m.out_channels)
+    else:
+        raise ValueError(
+            f"targets: {name} is a {type(m).__name__}; LoRA targets are nn.Linear "
+            "or nn.Conv1d/2d/3d layers"
+        )
+    if rank > size:
+        raise ValueError(
+            f"rank: {rank} exceeds {name}'s largest rank {size} (min of its fan-in and outputs)"
+        )
+    leaf = name.rsplit(".", 1)[-1]
+    key = f"{type(m).__name__}:{leaf if not leaf.isdigit() else ''}:{a}:{b}"
+    return LoRALayer(name, kind, a, b, fused, key)
 
 
 def _lora_linear(m: nn.Linear, a: Tensor, b: Tensor, s: float, x: Tensor) -> Tensor:

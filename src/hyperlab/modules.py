@@ -339,16 +339,23 @@ class ModulePrimary(Primary):
         batched = {p: s for p, s in per_set.items() if self.bn_stats == "per_condition"}
         fixed = {p: s for p, s in per_set.items() if self.bn_stats == "shared"}
 
+        x, params, state = _autocast_inputs(x, params, state)
+
         def one(p: Params, xb: Tensor, stats: dict[str, tuple[Tensor, Tensor]]):
             collect: list = []
             with self._patched(collect, {**fixed, **stats}):
-                out = torch.func.functional_call(self.module, {**state, **p}, (xb,))
+                out = self._call(p, xb, state)
             return out, {path: (m, v) for path, m, v in collect}
 
-        out, seen = torch.func.vmap(one)(dict(params), x, batched)
+        out, seen = torch.func.vmap(one, randomness="different")(dict(params), x, batched)
         if self.training and seen:
             self._update_running(seen, ids, x.shape[0])
         return out
+
+    def _call(self, p: Params, x: Tensor, state: Mapping[str, Tensor]) -> Tensor:
+        """The module on one weight set's inputs (inside vmap): its generated tensors ``p``
+        and the shared ``state``; subclasses change what a weight set means."""
+        return torch.func.functional_call(self.module, {**state, **p}, (x,))
 
     @torch.no_grad()
     def _update_running(
@@ -365,6 +372,8 @@ class ModulePrimary(Primary):
         position[order] = torch.arange(b, device=ids.device) - starts[sorted_ids]
         for path, (mu, var) in seen.items():
             bn = self._bn[path]
+            buf_dtype = getattr(self, _key(f"{path}.running_mean")).dtype
+            mu, var = mu.to(buf_dtype), var.to(buf_dtype)  # bfloat16 statistics under autocast
             mean_buf = getattr(self, _key(f"{path}.running_mean"))
             var_buf = getattr(self, _key(f"{path}.running_var"))
             nbt = getattr(self, _key(f"{path}.num_batches_tracked"))
@@ -395,6 +404,22 @@ class ModulePrimary(Primary):
         for b in self.buffers():
             return b.device
         return torch.device("cpu")
+
+
+def _autocast_inputs(x: Tensor, params: Params, state: Mapping[str, Tensor]
+                     ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
+    """Under autocast, x, the generated tensors and the shared ones in the autocast dtype:
+    vmap's batched convolution takes its weights as they come, and a float32 input beside
+    bfloat16 weights fails."""
+    dev = x.device.type
+    if not torch.is_autocast_enabled(dev):
+        return x, dict(params), dict(state)
+    dt = torch.get_autocast_dtype(dev)
+
+    def cast(d: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v.to(dt) if v.is_floating_point() else v for k, v in d.items()}
+
+    return x.to(dt), cast(params), cast(state)
 
 
 class Sine(nn.Module):
