@@ -300,3 +300,10 @@ def test_float64_models_take_float64_inputs_and_autocast_mixes_freely():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = h32(x.float().bfloat16(), cond.float())
     assert out.dtype == torch.bfloat16
+
+
+def test_a_full_head_too_large_is_refused_naming_the_alternatives():
+    g = MLP([100, 100, 10])  # 11,110 weights
+    with pytest.raises(ValueError, match=r"head: a full head .* use head='chunked'"):
+        HyperNetwork(g, 4, [64], max_head_params=64 * 11_000)
+    HyperNetwork(g, 4, [64], head="chunked", max_head_params=64 * 11_000)  # chunked: fine
