@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hyperlab.kernels import HyperKernel, MLPKernel, fit_kernel_regression
-from hyperlab.kernels.iterative import NotConvergedError, fit_kernel_regression_cg
+from hyperlab.kernels import CGOptions, HyperKernel, MLPKernel, fit_kernel_regression
+from hyperlab.kernels.iterative import NotConvergedError, solve_cg
 
 DT = torch.float64
 HERE = Path(__file__).parent
@@ -28,7 +28,13 @@ def table1_like(n_images: int, copies: int, seed: int = 0):
 
 def _dense(kernel, train, test, y, get, **kw):
     k, ks = kernel(train, get=get), kernel(test, train, get=get)
-    return fit_kernel_regression(k, y, **kw).predict(ks).mean
+    return fit_kernel_regression(k, y=y, **kw).predict(ks).mean
+
+
+def fit_cg(kernel, train, y, *, get="ntk", eps=1e-3, ridge="identity", **options):
+    """The CG solver with its options (the front door's solver='cg' underneath)."""
+    return solve_cg(kernel, train, y, get=get, eps=eps, ridge=ridge,
+                    options=CGOptions(**options))  # fmt: skip
 
 
 def _rel(a, b):
@@ -40,7 +46,7 @@ def test_hyperkernel_cg_equals_dense(variant):
     x, z, y = table1_like(30, 8)
     xt, zt, _ = table1_like(4, 5, seed=1)
     hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5, variant=variant)
-    fit = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-10, rank=40,
+    fit = fit_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-10, rank=40,
                                    block_size=64)  # fmt: skip
     pred = fit.predict((xt, zt))
     for k in ("nngp", "ntk"):
@@ -57,7 +63,7 @@ def test_mlp_kernels_cg_equals_dense_multi_output_and_relative_ridge(bias):
     y = torch.stack([x[:, 0].sin(), x[:, 1] * x[:, 2]], 1)
     mk = MLPKernel(5, 4, activation="leaky_relu", bias=bias)
     for get, kw in (("nngp", {}), ("ntk", {"eps": 1e-2, "ridge": "relative"})):
-        fit = fit_kernel_regression_cg(mk, x, y, get=get, tol=1e-11, rank=20, block_size=32, **kw)
+        fit = fit_cg(mk, x, y, get=get, tol=1e-11, rank=20, block_size=32, **kw)
         pred = fit.predict(xt)
         assert pred.shape == (9, 2)
         assert _rel(pred, _dense(mk, x, xt, y, get, **kw)) < 1e-6
@@ -66,8 +72,8 @@ def test_mlp_kernels_cg_equals_dense_multi_output_and_relative_ridge(bias):
 def test_preconditioner_cuts_iterations():
     x, z, y = table1_like(40, 10)
     hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
-    plain = fit_kernel_regression_cg(hk, (x, z), y, rank=0, tol=1e-8, max_iter=2000)
-    pre = fit_kernel_regression_cg(hk, (x, z), y, rank=100, tol=1e-8)
+    plain = fit_cg(hk, (x, z), y, rank=0, tol=1e-8, max_iter=2000)
+    pre = fit_cg(hk, (x, z), y, rank=100, tol=1e-8)
     assert pre.iterations < plain.iterations
     torch.testing.assert_close(pre.predict((x, z)), plain.predict((x, z)), rtol=1e-6, atol=1e-7)
 
@@ -76,14 +82,14 @@ def test_not_converged_raises_named_error():
     x, z, y = table1_like(20, 5)
     hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf")
     with pytest.raises(NotConvergedError, match="max_iter=3"):
-        fit_kernel_regression_cg(hk, (x, z), y, rank=0, max_iter=3, tol=1e-12)
+        fit_cg(hk, (x, z), y, rank=0, max_iter=3, tol=1e-12)
 
 
 def test_float32_tiles_accuracy_bound():
     x, z, y = table1_like(30, 8)
     hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
-    f64 = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-9)
-    f32 = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-6,
+    f64 = fit_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-9)
+    f32 = fit_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-6,
                                    dtype=torch.float32)  # fmt: skip
     p64, p32 = f64.predict((x[:50], z[:50])), f32.predict((x[:50], z[:50]))
     for k in ("nngp", "ntk"):
@@ -95,15 +101,15 @@ def test_bad_arguments_raise_clear_errors():
     x, z, y = table1_like(5, 2)
     hk = HyperKernel(6, 2, 3, 3)
     with pytest.raises(ValueError, match="eps"):
-        fit_kernel_regression_cg(hk, (x, z), y, eps=0.0)
+        fit_cg(hk, (x, z), y, eps=0.0)
     with pytest.raises(ValueError, match="tol"):
-        fit_kernel_regression_cg(hk, (x, z), y, tol=2.0)
+        fit_cg(hk, (x, z), y, tol=2.0)
     with pytest.raises(ValueError, match="rank"):
-        fit_kernel_regression_cg(hk, (x, z), y, rank=-1)
+        fit_cg(hk, (x, z), y, rank=-1)
     with pytest.raises(ValueError, match="y_train"):
-        fit_kernel_regression_cg(hk, (x, z), y[:3])
+        fit_cg(hk, (x, z), y[:3])
     with pytest.raises(TypeError, match="kernel"):
-        fit_kernel_regression_cg(lambda a: a, (x, z), y)
+        fit_cg(lambda a: a, (x, z), y)
 
 
 def test_two_processes_under_torchrun_give_the_single_process_answer(tmp_path):
@@ -118,7 +124,7 @@ def test_two_processes_under_torchrun_give_the_single_process_answer(tmp_path):
     got = torch.load(out)
     x, z, y = table1_like(24, 6)
     hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
-    ref = fit_kernel_regression_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-10, rank=30,
+    ref = fit_cg(hk, (x, z), y, get=("nngp", "ntk"), tol=1e-10, rank=30,
                                    block_size=16)  # fmt: skip
     ref_pred = ref.predict((x[:40], z[:40]))
     # the all-reduce sums the ranks' halves in another order: rounding, so a few iterations more
@@ -133,11 +139,11 @@ def test_tile_cache_changes_time_not_the_answer():
     x, z, y = table1_like(20, 6)
     hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
     kw = {"get": ("nngp", "ntk"), "tol": 1e-9, "rank": 10, "block_size": 16}
-    ref = fit_kernel_regression_cg(hk, (x, z), y, **kw)
+    ref = fit_cg(hk, (x, z), y, **kw)
     for gb in (1.0, 20_000 / 2**30):  # everything cached; a budget of a few tiles
-        got = fit_kernel_regression_cg(hk, (x, z), y, cache_gb=gb, **kw)
+        got = fit_cg(hk, (x, z), y, cache_gb=gb, **kw)
         assert got.iterations == ref.iterations
         for k in ("nngp", "ntk"):
             assert torch.equal(got.alpha[k], ref.alpha[k])
     with pytest.raises(ValueError, match="cache_gb"):
-        fit_kernel_regression_cg(hk, (x, z), y, cache_gb=-1.0)
+        fit_cg(hk, (x, z), y, cache_gb=-1.0)

@@ -8,7 +8,7 @@ import torch
 from hyperlab.kernels import HyperKernel, MLPKernel
 from hyperlab.kernels.regression import (
     NotPositiveDefiniteError,
-    kernel_predict,
+    fit_kernel_regression,
     kernel_regression,
 )
 
@@ -39,12 +39,12 @@ def test_interpolates_and_posterior_variance():
     z = torch.randn(20, 2, generator=g, dtype=DT)
     y = torch.sin(x[:, 0]) + z[:, 1]
     hk = HyperKernel(3, 2, 2, 3, z_kernel="rbf")
-    res = kernel_predict(hk, (x, z), y, (x, z), get="nngp", variance=True, eps=1e-8)
+    res = fit_kernel_regression(hk, (x, z), y, get="nngp", eps=1e-8, solver="cholesky").predict(
+        (x, z), variance=True)  # fmt: skip
     torch.testing.assert_close(res.mean, y, rtol=0, atol=1e-4)
     assert res.variance is not None and float(res.variance.max()) < 1e-5
-    far = kernel_predict(
-        hk, (x, z), y, (x[:3] * 0 + 5.0, z[:3]), get="nngp", variance=True, block_size=2
-    )
+    far = fit_kernel_regression(hk, (x, z), y, get="nngp", block_size=2).predict(
+        (x[:3] * 0 + 5.0, z[:3]), variance=True)  # fmt: skip
     prior = torch.diagonal(hk((x[:3] * 0 + 5.0, z[:3]), get="nngp"))
     assert bool((far.variance > 0).all()) and bool((far.variance <= prior + 1e-12).all())
 
@@ -80,3 +80,64 @@ def test_bad_inputs():
         kernel_regression(k, y, k, ridge="diag")
     with pytest.raises(ValueError, match="k_test_diag"):
         kernel_regression(k, y, k, k_test_diag=torch.ones(2))
+
+
+def _table1_like(n=120, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n // 6, 6, generator=g, dtype=DT).repeat_interleave(6, 0)
+    z = torch.randint(0, 28, (n, 2), generator=g).to(DT)
+    y = torch.sin(x[:, 0] + z[:, 0] / 5)
+    return (x, z), y
+
+
+@pytest.mark.parametrize("precond", ["pivoted_cholesky", "nystrom", "none"])
+def test_every_solver_agrees_with_dense_float64(precond):
+    from hyperlab.kernels import CGOptions
+
+    train, y = _table1_like()
+    test, _ = _table1_like(24, seed=1)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    get = ("nngp", "ntk")
+    dense = fit_kernel_regression(hk, train, y, get=get, solver="cholesky")
+    cg = fit_kernel_regression(hk, train, y, get=get, solver="cg",
+                               cg=CGOptions(tol=1e-11, rank=40, preconditioner=precond,
+                                            max_iter=3000, block_size=32))  # fmt: skip
+    assert dense.solver == "cholesky" and cg.solver == "cg" and cg.iterations > 0
+    pd, pc = dense.predict(test, variance=True), cg.predict(test, variance=True)
+    for k in get:
+        assert pd[k].mean.shape == pc[k].mean.shape == (24,)
+        assert pd[k].variance.shape == pc[k].variance.shape == (24,)
+        assert float((pd[k].mean - pc[k].mean).norm() / pd[k].mean.norm()) < 1e-6
+        assert float((pd[k].variance - pc[k].variance).abs().max()) < 1e-6 * float(
+            pd[k].variance.abs().max() + 1)  # fmt: skip
+
+
+def test_auto_picks_by_memory_and_says_why():
+    train, y = _table1_like(60)
+    hk = HyperKernel(6, 2, 2, 2, z_kernel="rbf")
+    small = fit_kernel_regression(hk, train, y, solver="auto", memory_gb=10.0)
+    assert small.solver == "cholesky" and "within" in small.reason
+    big = fit_kernel_regression(hk, train, y, solver="auto", memory_gb=1e-6)
+    assert big.solver == "cg" and "over" in big.reason
+    torch.testing.assert_close(small.predict(train).mean, big.predict(train).mean,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_the_front_door_refuses_what_it_cannot_do():
+    train, y = _table1_like(12)
+    hk = HyperKernel(6, 2, 2, 2)
+    k = hk(train, get="ntk")
+    with pytest.raises(ValueError, match="solver: expected"):
+        fit_kernel_regression(hk, train, y, solver="lu")
+    with pytest.raises(ValueError, match="solver: 'cg' needs an analytic kernel"):
+        fit_kernel_regression(k, y=y, solver="cg")
+    with pytest.raises(ValueError, match="train: a precomputed"):
+        fit_kernel_regression(k, train, y)
+    with pytest.raises(TypeError, match="kernel: expected an analytic kernel"):
+        fit_kernel_regression(lambda u: u, train, y)
+    with pytest.raises(ValueError, match="preconditioner"):
+        from hyperlab.kernels import CGOptions
+
+        CGOptions(preconditioner="jacobi")
+    fit = fit_kernel_regression(k, y=y)
+    assert fit.predict(hk(train, train, get="ntk")).mean.shape == (12,)

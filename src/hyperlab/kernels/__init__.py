@@ -5,12 +5,13 @@
 - :mod:`~hyperlab.kernels.features`: random Fourier features (Remarks 2-3).
 - :mod:`~hyperlab.kernels.empirical`: finite-width kernels via ``torch.func`` (Jacobian and
   NTK-vector products, the factorised hyperkernel of Eq. 12, Taylor terms of Eq. 5).
-- :mod:`~hyperlab.kernels.regression`: kernel regression of Eq. 18 and the NNGP posterior.
-- :mod:`~hyperlab.kernels.iterative`: the same regression for large N, matrix-free (PCG on
-  kernel tiles computed on the fly; across processes under torchrun).
+- :mod:`~hyperlab.kernels.regression`: kernel regression of Eq. 18 and the NNGP posterior,
+  one front door (:func:`fit_kernel_regression`: dense Cholesky, matrix-free CG or 'auto').
+- :mod:`~hyperlab.kernels.iterative`: the matrix-free solver (PCG on kernel tiles computed on
+  the fly; across processes under torchrun); :mod:`~hyperlab.kernels.tiles`: the tiling.
 """
 
-from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, Tiles, input_kernel
+from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, input_kernel
 from hyperlab.kernels.empirical import (
     empirical_ntk,
     hyper_ntk,
@@ -19,25 +20,24 @@ from hyperlab.kernels.empirical import (
     trainable_params,
 )
 from hyperlab.kernels.features import FourierFeatures, rbf_kernel
-from hyperlab.kernels.iterative import CGFit, NotConvergedError, fit_kernel_regression_cg
+from hyperlab.kernels.iterative import CGOptions, NotConvergedError
 from hyperlab.kernels.regression import (
-    KernelRegressionFit,
+    KernelFit,
     NotPositiveDefiniteError,
     RegressionResult,
     fit_kernel_regression,
-    kernel_predict,
     kernel_regression,
 )
+from hyperlab.kernels.tiles import Tiles
 
 __all__ = [
     "ArcCosine",
-    "CGFit",
+    "CGOptions",
+    "KernelFit",
     "NotConvergedError",
     "Tiles",
-    "fit_kernel_regression_cg",
     "FourierFeatures",
     "HyperKernel",
-    "KernelRegressionFit",
     "MLPKernel",
     "NotPositiveDefiniteError",
     "RegressionResult",
@@ -45,7 +45,6 @@ __all__ = [
     "fit_kernel_regression",
     "hyper_ntk",
     "input_kernel",
-    "kernel_predict",
     "kernel_regression",
     "module_ntk",
     "rbf_kernel",

@@ -18,34 +18,38 @@ u = (x, z): x is f's input (``cond`` of :class:`hyperlab.hypernet.HyperModel`), 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from hyperlab.hypernet import FullHead, HyperModel
+from hyperlab.kernels.tiles import (
+    DEFAULT_BLOCK,
+    KERNEL_NAMES,
+    Get,
+    Index,
+    Tiles,
+    check_dtype,
+    check_positive_int,
+    fill_tiles,
+    parse_get,
+)
 from hyperlab.primary import LEAKY_SLOPE, MLP, activation_gain
 
 __all__ = [
     "ArcCosine",
-    "Tiles",
     "MLPKernel",
     "HyperKernel",
     "input_kernel",
     "KERNEL_NAMES",
 ]
 
-KERNEL_NAMES = ("nngp", "ntk")
 SUPPORTED_ACTIVATIONS = ("relu", "leaky_relu")
 InputKernel = Literal["linear", "rbf"]
 Variant = Literal["s_weighted", "released"]
-Get = str | Sequence[str]
-DEFAULT_BLOCK = 256
-Index = slice | Tensor
-Job = TypeVar("Job")
 #: Largest number of distinct (x, x') pairs whose f-kernels HyperKernel precomputes (~270 MB).
 MAX_DISTINCT_PAIRS = 2**24
 
@@ -149,123 +153,6 @@ def _as_input(
     return t
 
 
-def _parse_get(get: Get) -> tuple[tuple[str, ...], bool]:
-    single = isinstance(get, str)
-    names: tuple[str, ...] = (get,) if isinstance(get, str) else tuple(get)
-    bad = [g for g in names if g not in KERNEL_NAMES]
-    if bad or not names:
-        raise ValueError(f"get: expected 'nngp', 'ntk' or a tuple of them, got {get!r}")
-    return names, single
-
-
-def _check_positive_int(value: int, argument: str, minimum: int = 1) -> int:
-    if int(value) != value or value < minimum:
-        raise ValueError(f"{argument}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_dtype(dtype: torch.dtype) -> torch.dtype:
-    if dtype not in (torch.float64, torch.float32):
-        raise ValueError(f"dtype: expected torch.float64 or torch.float32, got {dtype!r}")
-    return dtype
-
-
-@dataclass(frozen=True)
-class Tiles:
-    """A kernel matrix that is never built whole: ``tile(rows, cols)`` computes the block
-    K[rows, cols] of every kernel in ``names`` (a dict name -> tensor); rows and cols are
-    slices or index tensors.
-
-    ``shape`` is (N, M); ``symmetric`` when both inputs are the same batch (then K[cols, rows]
-    is the transpose of K[rows, cols]). Made by ``MLPKernel.tiles`` and ``HyperKernel.tiles``.
-    """
-
-    tile: Callable[[Index, Index], dict[str, Tensor]]
-    shape: tuple[int, int]
-    names: tuple[str, ...]
-    symmetric: bool
-    device: torch.device
-    dtype: torch.dtype
-
-    def __post_init__(self) -> None:
-        if self.dtype == torch.float32 and self.device.type == "cpu":
-            object.__setattr__(self, "tile", _flushing_denormals(self.tile))
-
-
-def _flushing_denormals(
-    tile: Callable[[Index, Index], dict[str, Tensor]],
-) -> Callable[[Index, Index], dict[str, Tensor]]:
-    """float32 tiles run with denormals flushed to zero (a per-thread CPU flag, restored to
-    off after): products of far-apart points' tiny covariances otherwise fall into the
-    denormal range, where every pass over them is several times slower."""
-
-    def flushed(rows: Index, cols: Index) -> dict[str, Tensor]:
-        torch.set_flush_denormal(True)
-        try:
-            return tile(rows, cols)
-        finally:
-            torch.set_flush_denormal(False)
-
-    return flushed
-
-
-def run_tiles(work: Callable[[Job], None], jobs: Sequence[Job], device: torch.device) -> None:
-    """Run ``work`` on every job; on the CPU with T > 1 torch threads, T at a time, each job
-    single-threaded (a tile's elementwise passes are too small to split across threads)."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1 or len(jobs) <= 1:
-        for job in jobs:
-            work(job)
-        return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(work, jobs):
-                pass
-    finally:
-        torch.set_num_threads(threads)
-
-
-def tile_jobs(tiles: Tiles, block: int) -> list[tuple[slice, slice, bool]]:
-    """(rows, cols, off_diagonal) blocks covering ``tiles``; block upper triangle only if
-    symmetric."""
-    n, m = tiles.shape
-    return [
-        (slice(i0, min(i0 + block, n)), slice(j0, min(j0 + block, m)), j0 != i0)
-        for i0 in range(0, n, block)
-        for j0 in range(i0 if tiles.symmetric else 0, m, block)
-    ]
-
-
-def _tiled(tiles: Tiles, block: int) -> dict[str, Tensor]:
-    """Fill preallocated (n, m) outputs tile by tile; upper-triangle tiles only if symmetric.
-
-    On the CPU with T > 1 torch threads, T tiles run at a time, each single-threaded: a tile's
-    ~90 elementwise passes are too small to split across threads (two threads on one tile ran
-    slower than one), so the parallelism goes across tiles instead. Every tile is computed
-    exactly as on one thread, so the result does not depend on T.
-    """
-    (n, m), names, symmetric = tiles.shape, tiles.names, tiles.symmetric
-    out = {k: torch.empty(n, m, dtype=tiles.dtype, device=tiles.device) for k in names}
-
-    def work(job: tuple[slice, slice, bool]) -> None:
-        rows, cols, off_diagonal = job
-        res = tiles.tile(rows, cols)
-        for k in names:  # tiles cover disjoint blocks: concurrent writes never overlap
-            out[k][rows, cols] = res[k]
-            if symmetric and off_diagonal:
-                out[k][cols, rows] = res[k].T
-
-    run_tiles(work, tile_jobs(tiles, block), tiles.device)
-    if symmetric:  # diagonal tiles are symmetric up to rounding: make them exactly so
-        for k in names:
-            for i0 in range(0, n, block):
-                s = slice(i0, min(i0 + block, n))
-                blk = out[k][s, s]
-                out[k][s, s] = 0.5 * (blk + blk.T)
-    return out
-
-
 def _finish(out: dict[str, Tensor], single: bool) -> Tensor | dict[str, Tensor]:
     return next(iter(out.values())) if single else out
 
@@ -291,8 +178,8 @@ class MLPKernel:
         input_kernel: InputKernel = "linear",
         lengthscale: float = 1.0,
     ):
-        self.in_features = _check_positive_int(in_features, "in_features")
-        self.depth = _check_positive_int(depth, "depth")
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.depth = check_positive_int(depth, "depth")
         self.act = ArcCosine.for_activation(activation, negative_slope, gain)
         self.activation = activation
         self.bias = bool(bias)
@@ -324,7 +211,10 @@ class MLPKernel:
 
     def _diags(self, x: Tensor) -> list[Tensor]:
         d = _input_diag(x, self.input_kernel)
-        return [d * self.act.diag_factor**k for k in range(self.depth)]
+        out = [d]
+        for _ in range(1, self.depth):  # one factor a layer (as the GP kernels recurse)
+            out.append(out[-1] * self.act.diag_factor)
+        return out
 
     def _tile(
         self, x1: Tensor, x2: Tensor, d1: list[Tensor], d2: list[Tensor], names: tuple[str, ...]
@@ -353,8 +243,8 @@ class MLPKernel:
     ) -> Tiles:
         """The kernel matrices between rows of ``x1`` (N, d) and ``x2`` (M, d; default ``x1``)
         as :class:`Tiles`, computed block by block on demand."""
-        names, _ = _parse_get(get)
-        dtype = _check_dtype(dtype)
+        names, _ = parse_get(get)
+        dtype = check_dtype(dtype)
         a = _as_input(x1, self.in_features, "x1", dtype)
         symmetric = x2 is None
         b = a if symmetric else _as_input(x2, self.in_features, "x2", dtype).to(a.device)
@@ -378,9 +268,9 @@ class MLPKernel:
 
         Returns a tensor for a single ``get`` name, else a dict name -> (N, M) tensor.
         """
-        block = _check_positive_int(block_size, "block_size")
-        out = _tiled(self.tiles(x1, x2, get, dtype=dtype), block)
-        return _finish(out, _parse_get(get)[1])
+        block = check_positive_int(block_size, "block_size")
+        out = fill_tiles(self.tiles(x1, x2, get, dtype=dtype), block)
+        return _finish(out, parse_get(get)[1])
 
 
 class HyperKernel:
@@ -434,8 +324,8 @@ class HyperKernel:
             input_kernel=x_kernel,
         )
         self.x_features = self.f.in_features
-        self.z_features = _check_positive_int(z_features, "z_features")
-        self.g_depth = _check_positive_int(g_depth, "g_depth")
+        self.z_features = check_positive_int(z_features, "z_features")
+        self.g_depth = check_positive_int(g_depth, "g_depth")
         self.g_activation = g_activation or activation
         self.g_act = ArcCosine.for_activation(self.g_activation, negative_slope)
         self.g_bias = bool(g_bias)
@@ -546,8 +436,8 @@ class HyperKernel:
         computed once on the distinct rows of x and gathered per tile: exact, and only g's
         recursion is paid per (x, z) pair.
         """
-        names, _ = _parse_get(get)
-        dtype = _check_dtype(dtype)
+        names, _ = parse_get(get)
+        dtype = check_dtype(dtype)
         x1, z1 = self._inputs(u1, "u1", dtype)
         symmetric = u2 is None
         x2, z2 = (x1, z1) if symmetric else self._inputs(u2, "u2", dtype)
@@ -600,9 +490,9 @@ class HyperKernel:
         dtype: torch.dtype = torch.float64,
     ) -> Tensor | dict[str, Tensor]:
         """Kernels between u1 = (x1 (N, d_x), z1 (N, d_z)) and u2 (default u1): (N, M)."""
-        block = _check_positive_int(block_size, "block_size")
-        out = _tiled(self.tiles(u1, u2, get, dtype=dtype), block)
-        return _finish(out, _parse_get(get)[1])
+        block = check_positive_int(block_size, "block_size")
+        out = fill_tiles(self.tiles(u1, u2, get, dtype=dtype), block)
+        return _finish(out, parse_get(get)[1])
 
 
 def _one_hot(index: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

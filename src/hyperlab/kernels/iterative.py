@@ -1,10 +1,12 @@
 """Matrix-free kernel regression (infinite-width paper, Eq. 18) for large N.
 
 α = (K + εI)⁻¹ Y by preconditioned conjugate gradients, where K(U, U) is never held: every
-matrix-vector product computes K in tiles on the fly (:class:`~hyperlab.kernels.analytic.Tiles`,
+matrix-vector product computes K in tiles on the fly (:class:`~hyperlab.kernels.tiles.Tiles`,
 upper-triangle tiles only, each applied to both halves) and accumulates in float64. The
-preconditioner is a rank-r partial pivoted Cholesky K ≈ LLᵀ (Harbrecht, Peters & Schneider 2012;
-the preconditioner of GPyTorch's CG, Gardner et al. 2018), applied through the Woodbury identity.
+preconditioner is a rank-r partial pivoted Cholesky K ≈ LLᵀ with greedy, exact pivots (Harbrecht,
+Peters & Schneider 2012; the preconditioner of GPyTorch's CG, Gardner et al. 2018), applied
+through the Woodbury identity, or a randomized Nyström approximation (Frangella, Tropp & Udell
+2023).
 Memory is O(N · (block + r)) per kernel; with ``cache_gb`` the tiles that fit in that budget are
 kept after the first product (only the rest are recomputed), trading memory for time.
 
@@ -27,19 +29,52 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hyperlab.kernels.analytic import (
+from hyperlab.kernels.tiles import (
     DEFAULT_BLOCK,
     Get,
     Tiles,
-    _check_positive_int,
-    _parse_get,
+    check_positive_int,
+    parse_get,
     run_tiles,
     tile_jobs,
 )
 
-__all__ = ["CGFit", "NotConvergedError", "fit_kernel_regression_cg"]
+__all__ = ["CGFit", "CGOptions", "NotConvergedError", "solve_cg"]
 
 F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class CGOptions:
+    """The matrix-free solver's settings (:func:`solve_cg`):
+    stop at relative residual ``tol`` within ``max_iter`` iterations; the preconditioner
+    ('pivoted_cholesky': greedy, exact pivots; 'nystrom': randomized Nyström; 'none') of
+    ``rank``; tiles of ``block_size`` in ``dtype`` (products accumulate in float64); keep up
+    to ``cache_gb`` of tiles after the first product."""
+
+    tol: float = 1e-8
+    max_iter: int = 1000
+    rank: int = 500
+    preconditioner: Literal["pivoted_cholesky", "nystrom", "none"] = "pivoted_cholesky"
+    block_size: int = DEFAULT_BLOCK
+    dtype: torch.dtype = torch.float64
+    cache_gb: float = 0.0
+    progress: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tol < 1:
+            raise ValueError(f"tol: expected a float in (0, 1), got {self.tol!r}")
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.rank, "rank", minimum=0)
+        check_positive_int(self.block_size, "block_size")
+        if self.preconditioner not in ("pivoted_cholesky", "nystrom", "none"):
+            raise ValueError("preconditioner: expected 'pivoted_cholesky', 'nystrom' or "
+                             f"'none', got {self.preconditioner!r}")  # fmt: skip
+        if not self.cache_gb >= 0:
+            raise ValueError(f"cache_gb: expected a non-negative float, got {self.cache_gb!r}")
+        if self.dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype: expected torch.float64 or torch.float32, got {self.dtype!r}")
 
 
 class NotConvergedError(RuntimeError):
@@ -70,7 +105,7 @@ def _tiles_of(kernel: object, u1: object, u2: object, names: tuple[str, ...], dt
 
 @dataclass
 class CGFit:
-    """The solved system of :func:`fit_kernel_regression_cg`: α per kernel and how it was
+    """The solved system of :func:`solve_cg`: α per kernel and how it was
     reached. :meth:`predict` evaluates K(u, U) α (Eq. 18) in tiles, never holding K(u, U)."""
 
     kernel: object
@@ -193,13 +228,16 @@ class _Operator:
         return _all_reduce(out)
 
 
-def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64) -> list[Tensor]:
+def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64,
+                      exact: bool = True) -> list[Tensor]:  # fmt: skip
     """Partial pivoted Cholesky K ≈ L Lᵀ of rank ≤ ``rank`` for each kernel: (N, r) each.
 
     Greedy pivoting (largest residual diagonal first), with kernel rows fetched ``block`` at a
-    time: the ``block`` largest residual diagonals are the candidates, their rows come in one
-    tile call, and the greedy choice runs exactly within them (a candidate made redundant by
-    an earlier one in its block is skipped).
+    time: the ``block`` largest residual diagonals are the candidates and their rows come in
+    one tile call. ``exact``: every pivot is the global largest residual diagonal, taken from
+    the fetched rows while it is among them, else the next block is fetched (the greedy choice
+    of one-at-a-time pivoting, at block-fetch cost); not exact: the greedy choice runs within
+    each block's candidates only (the earlier scheme: weaker pivots at small rank).
     """
     s, n = diag.shape
     rank = min(rank, n)
@@ -223,6 +261,8 @@ def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64) -
                 c = int(d.argmax())
                 if float(d[c]) <= 1e-12 * float(diag[k].max()):
                     break
+                if exact and float(d[c]) < float(resid[k].max()):
+                    break  # the global pivot is not among the fetched rows: fetch again
                 col = r[c] / math.sqrt(float(d[c]))
                 lk[:, used[k]] = col
                 used[k] += 1
@@ -232,6 +272,43 @@ def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64) -
                 open_[c] = False
                 r -= col[cand][:, None] * col[None, :]
     return [factors[k, :, : used[k]] for k in range(s)]
+
+
+def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, seed: int
+             ) -> tuple[list[Tensor], list[Tensor]]:  # fmt: skip
+    """Randomized Nyström approximation K ≈ U Λ Uᵀ of rank ``rank`` per kernel (Frangella,
+    Tropp & Udell 2023): one product of K with a Gaussian sketch (all columns at once)."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    omega = torch.linalg.qr(torch.randn(n, rank, generator=g, dtype=F64))[0].to(shift.device)
+    y = op.matvec(omega.expand(n_kernels, -1, -1).contiguous())  # (S, N, r)
+    us, lams = [], []
+    for k in range(n_kernels):
+        nu = float(torch.finfo(F64).eps) * float(y[k].norm())
+        y_nu = y[k] + nu * omega
+        core = omega.T @ y_nu
+        c = torch.linalg.cholesky(0.5 * (core + core.T))
+        b = torch.linalg.solve_triangular(c, y_nu.T, upper=False).T  # Y_ν C⁻ᵀ
+        u, sig, _ = torch.linalg.svd(b, full_matrices=False)
+        us.append(u)
+        lams.append((sig * sig - nu).clamp_min(0.0))
+    return us, lams
+
+
+class _NystromPreconditioner:
+    """P⁻¹ v = (λ_r + μ) U (Λ + μI)⁻¹ Uᵀ v + (v - U Uᵀ v) for K + μI, μ the ridge's mean."""
+
+    def __init__(self, us: list[Tensor], lams: list[Tensor], reg: Tensor):
+        self.us, self.lams = us, lams
+        self.mu = reg.mean(1)  # (S,)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        out = v.clone()
+        for k, (u, lam) in enumerate(zip(self.us, self.lams, strict=True)):
+            mu = float(self.mu[k])
+            proj = u.T @ v[k]
+            scale = (float(lam[-1]) + mu) / (lam + mu)
+            out[k] = v[k] - u @ proj + u @ (scale[:, None] * proj)
+        return out
 
 
 class _Preconditioner:
@@ -256,7 +333,7 @@ class _Preconditioner:
         return out
 
 
-def fit_kernel_regression_cg(
+def solve_cg(
     kernel: object,
     train: object,
     y_train: Tensor,
@@ -264,38 +341,26 @@ def fit_kernel_regression_cg(
     get: Get = "ntk",
     eps: float = 1e-3,
     ridge: Literal["identity", "relative"] = "identity",
-    tol: float = 1e-8,
-    max_iter: int = 1000,
-    rank: int = 500,
-    block_size: int = DEFAULT_BLOCK,
-    dtype: torch.dtype = F64,
-    cache_gb: float = 0.0,
-    progress: bool = False,
+    options: CGOptions | None = None,
 ) -> CGFit:
-    """Solve (K + εI) α = Y (Eq. 18) without forming K: pivoted-Cholesky-preconditioned CG.
+    """Solve (K + εI) α = Y (Eq. 18) without forming K: preconditioned CG (the ``'cg'`` solver
+    of :func:`hyperlab.kernels.fit_kernel_regression`, which is the front door).
 
     ``kernel`` is an analytic kernel (:class:`~hyperlab.kernels.MLPKernel`,
     :class:`~hyperlab.kernels.HyperKernel`), ``train`` its training inputs, ``y_train`` (N,) or
-    (N, T). Stops when every column's residual ‖Y - (K + εI)α‖ / ‖Y‖ ≤ ``tol``; raises
-    :class:`NotConvergedError` otherwise. ``rank``: the preconditioner's rank (0 = plain CG).
-    ``dtype=torch.float32`` computes the tiles in float32 (products accumulate in float64).
-    ``cache_gb``: memory (per process) for keeping tiles after the first product; 0 (default)
-    is fully matrix-free, O(N · (block + rank)); the upper triangle of one float32 kernel at
-    N = 20,000 takes 0.8 GB.
+    (N, T). Stops when every column's residual ‖Y - (K + εI)α‖ / ‖Y‖ ≤ ``options.tol``; raises
+    :class:`NotConvergedError` otherwise. ``options`` (:class:`CGOptions`): the
+    preconditioner and its rank (0 or 'none': plain CG), the tiles' dtype, a tile cache
+    (0: fully matrix-free, O(N · (block + rank)); the upper triangle of one float32 kernel at
+    N = 20,000 takes 0.8 GB).
     """
-    names, single = _parse_get(get)
+    o = options or CGOptions()
+    names, single = parse_get(get)
     if not eps > 0:
         raise ValueError(f"eps: expected a positive float for the iterative solver, got {eps!r}")
     if ridge not in ("identity", "relative"):
         raise ValueError(f"ridge: expected 'identity' or 'relative', got {ridge!r}")
-    if not 0 < tol < 1:
-        raise ValueError(f"tol: expected a float in (0, 1), got {tol!r}")
-    max_iter = _check_positive_int(max_iter, "max_iter")
-    rank = _check_positive_int(rank, "rank", minimum=0)
-    block = _check_positive_int(block_size, "block_size")
-    if not cache_gb >= 0:
-        raise ValueError(f"cache_gb: expected a non-negative float, got {cache_gb!r}")
-    tiles = _tiles_of(kernel, train, None, names, dtype)
+    tiles = _tiles_of(kernel, train, None, names, o.dtype)
     n = tiles.shape[0]
     y = torch.as_tensor(y_train).to(dtype=F64, device=tiles.device)
     if y.dim() not in (1, 2) or y.shape[0] != n:
@@ -304,29 +369,40 @@ def fit_kernel_regression_cg(
         raise ValueError("y_train: contains NaN or infinite values")
     squeeze = y.dim() == 1
     b = (y[:, None] if squeeze else y).expand(len(names), -1, -1).clone()  # (S, N, T)
-    op = _Operator(tiles, block, cache_gb * 2**30)
+    op = _Operator(tiles, o.block_size, o.cache_gb * 2**30)
     diag = op.diagonal()
     reg = torch.full_like(diag, eps) if ridge == "identity" else eps * diag
-    precond = _Preconditioner(_pivoted_cholesky(op, diag, rank) if rank else [
-        torch.zeros(n, 0, dtype=F64, device=diag.device) for _ in names], reg)  # fmt: skip
+    precond = _make_preconditioner(op, diag, reg, o, n, len(names))
 
     def apply(v: Tensor) -> Tensor:
         return op.matvec(v) + reg[:, :, None] * v
 
-    x, rel, it, history = _pcg(apply, precond, b, tol, max_iter, progress)
+    x, rel, it, history = _pcg(apply, precond, b, o.tol, o.max_iter, o.progress)
     # the recursive residual drifts from the true one: check it with one more product
     b_norm = b.norm(dim=1, keepdim=True).clamp_min(torch.finfo(F64).tiny)
     true = ((b - apply(x)).norm(dim=1, keepdim=True) / b_norm).amax(dim=(1, 2))
     residual = {k: float(true[i]) for i, k in enumerate(names)}
-    if rel > tol or max(residual.values()) > 10 * tol:
+    if rel > o.tol or max(residual.values()) > 10 * o.tol:
         raise NotConvergedError(
-            f"fit_kernel_regression_cg: relative residual {max(residual.values()):.3g} > tol "
-            f"{tol:g} after {it} iterations (max_iter={max_iter}, rank={rank}); raise max_iter "
-            "or rank, loosen tol, or increase eps"
+            f"conjugate gradients: relative residual {max(residual.values()):.3g} > tol "
+            f"{o.tol:g} after {it} iterations (max_iter={o.max_iter}, rank={o.rank}); raise "
+            "max_iter or rank, loosen tol, or increase eps"
         )
     return CGFit(kernel=kernel, train=train, alpha={k: x[i] for i, k in enumerate(names)},
-                 iterations=it, residual=residual, rank=rank, history=history, block_size=block,
-                 dtype=dtype, squeeze=squeeze, single=single)  # fmt: skip
+                 iterations=it, residual=residual, rank=o.rank, history=history,
+                 block_size=o.block_size, dtype=o.dtype, squeeze=squeeze,
+                 single=single)  # fmt: skip
+
+
+def _make_preconditioner(op: _Operator, diag: Tensor, reg: Tensor, o: CGOptions, n: int,
+                         s: int):  # fmt: skip
+    if o.rank == 0 or o.preconditioner == "none":
+        empty = [torch.zeros(n, 0, dtype=F64, device=diag.device) for _ in range(s)]
+        return _Preconditioner(empty, reg)
+    if o.preconditioner == "nystrom":
+        us, lams = _nystrom(op, s, n, min(o.rank, n), reg, o.seed)
+        return _NystromPreconditioner(us, lams, reg)
+    return _Preconditioner(_pivoted_cholesky(op, diag, o.rank), reg)
 
 
 def _pcg(apply, precond, b: Tensor, tol: float, max_iter: int, progress: bool):

@@ -1,28 +1,42 @@
-"""Kernel regression with a hyperkernel or NNGP (infinite-width paper, Eq. 18).
+"""Kernel regression with a hyperkernel or NNGP (infinite-width paper, Eq. 18): one front door.
 
-ŷ(u) = K(u, U) (K(U, U) + ε I)⁻¹ Y with ε = 0.001, solved by Cholesky in float64, and the
-NNGP posterior variance k(u, u) - K(u, U) (K(U, U) + ε I)⁻¹ K(U, u). ``ridge='relative'`` is
-the released code's ε · diag(diag K) (notes B.2, where ε = 1e-9).
+ŷ(u) = K(u, U) (K(U, U) + ε I)⁻¹ Y with ε = 0.001, and the NNGP posterior variance
+k(u, u) - K(u, U) (K(U, U) + ε I)⁻¹ K(U, u). ``ridge='relative'`` is the released code's
+ε · diag(diag K) (notes B.2, where ε = 1e-9).
+
+:func:`fit_kernel_regression` takes an analytic kernel (:class:`~hyperlab.kernels.MLPKernel`,
+:class:`~hyperlab.kernels.HyperKernel`) and its training inputs, or a precomputed K(U, U), and
+solves once by ``solver='cholesky'`` (dense, float64), ``'cg'`` (matrix-free preconditioned
+conjugate gradients, :mod:`hyperlab.kernels.iterative`, options in :class:`CGOptions`) or
+``'auto'`` (dense while its matrices fit the memory budget; the choice and why are recorded).
+Every solver returns a :class:`KernelFit` whose :meth:`KernelFit.predict` gives the same
+:class:`RegressionResult` shapes.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from hyperlab.kernels.iterative import CGFit, CGOptions, solve_cg
+from hyperlab.kernels.tiles import DEFAULT_BLOCK, Get, check_positive_int, parse_get
+
 __all__ = [
-    "KernelRegressionFit",
+    "CGOptions",
+    "KernelFit",
     "NotPositiveDefiniteError",
     "RegressionResult",
     "fit_kernel_regression",
     "kernel_regression",
-    "kernel_predict",
 ]
+
+Solver = Literal["cholesky", "cg", "auto"]
+Ridge = Literal["identity", "relative"]
 
 
 class NotPositiveDefiniteError(ValueError):
@@ -31,8 +45,8 @@ class NotPositiveDefiniteError(ValueError):
 
 @dataclass
 class RegressionResult:
-    """Prediction ``mean`` (M,) or (M, T); ``variance`` (M,) if test diagonals were given;
-    ``alpha`` = (K + εI)⁻¹ Y; ``jitter``: diagonal jitter added beyond the ridge (0 if none)."""
+    """Prediction ``mean`` (M,) or (M, T); ``variance`` (M,) where asked; ``alpha`` =
+    (K + εI)⁻¹ Y; ``jitter``: diagonal jitter added beyond the ridge (0 if none)."""
 
     mean: Tensor
     alpha: Tensor
@@ -52,74 +66,16 @@ def _f64(t: object, argument: str) -> Tensor:
     return t
 
 
-@dataclass
-class KernelRegressionFit:
-    """A factorised training system (K + εI = L Lᵀ) and α = (K + εI)⁻¹ Y: predict any number of
-    test points against it without factorising again (:func:`fit_kernel_regression`)."""
-
-    chol: Tensor
-    alpha: Tensor
-    jitter: float
-    squeeze: bool
-
-    def predict(self, k_test_train: Tensor, k_test_diag: Tensor | None = None) -> RegressionResult:
-        """ŷ = K(u, U) α (Eq. 18) for ``k_test_train`` (M, N); with ``k_test_diag`` (M,) also the
-        NNGP posterior variance."""
-        n = self.chol.shape[0]
-        ks = _f64(k_test_train, "k_test_train").to(self.chol.device)
-        if ks.dim() != 2 or ks.shape[1] != n:
-            raise ValueError(f"k_test_train: expected shape (M, {n}), got {tuple(ks.shape)}")
-        mean = ks @ self.alpha
-        variance = None
-        if k_test_diag is not None:
-            kd = _f64(k_test_diag, "k_test_diag").to(ks.device)
-            if kd.shape != (ks.shape[0],):
-                raise ValueError(
-                    f"k_test_diag: expected shape ({ks.shape[0]},), got {tuple(kd.shape)}"
-                )
-            v = torch.linalg.solve_triangular(self.chol, ks.T, upper=False)  # (N, M)
-            variance = (kd - (v * v).sum(0)).clamp_min(0.0)
-        alpha = self.alpha
-        if self.squeeze:
-            mean, alpha = mean[:, 0], alpha[:, 0]
-        return RegressionResult(mean=mean, alpha=alpha, variance=variance, jitter=self.jitter)
-
-
-def fit_kernel_regression(
-    k_train: Tensor,
-    y_train: Tensor,
-    *,
-    eps: float = 1e-3,
-    ridge: Literal["identity", "relative"] = "identity",
-    jitter: float | Literal["auto"] | None = None,
-    max_jitter: float = 1e-2,
-) -> KernelRegressionFit:
-    """Factorise K + εI once (Cholesky, float64) and solve for α (Eq. 18).
-
-    ``k_train`` (N, N), ``y_train`` (N,) or (N, T). If K + εI is not positive definite: with
-    ``jitter=None`` a :class:`NotPositiveDefiniteError` is raised; with a float that jitter is
-    added; with ``'auto'`` jitter grows tenfold from 1e-10·mean diag up to ``max_jitter``·mean
-    diag, and the amount used is warned about and recorded.
-    """
-    if not eps >= 0:
-        raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
-    if ridge not in ("identity", "relative"):
-        raise ValueError(f"ridge: expected 'identity' or 'relative', got {ridge!r}")
-    k = _f64(k_train, "k_train")
-    if k.dim() != 2 or k.shape[0] != k.shape[1]:
-        raise ValueError(f"k_train: expected a square (N, N) matrix, got {tuple(k.shape)}")
-    n = k.shape[0]
-    y = _f64(y_train, "y_train").to(k.device)
-    if y.dim() not in (1, 2) or y.shape[0] != n:
-        raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(y.shape)}")
+def _factor(k: Tensor, y: Tensor, eps: float, ridge: Ridge, jitter: float | str | None,
+            max_jitter: float) -> tuple[Tensor, Tensor, float]:  # fmt: skip
+    """Cholesky of K + εI (jitter as asked) and α: (L, α (N, T), jitter used)."""
     scale = float(torch.diagonal(k).abs().mean()) or 1.0
     asym = float((k - k.T).abs().max())
     if asym > 1e-8 * scale:
         raise ValueError(f"k_train: expected a symmetric matrix, max |K - Kᵀ| = {asym:.3g}")
     diag = torch.diagonal(k).clone()
-    reg = eps * diag if ridge == "relative" else torch.full_like(diag, eps)
     a = k.clone()
-    a.diagonal().add_(reg)
+    a.diagonal().add_(eps * diag if ridge == "relative" else torch.full_like(diag, eps))
     chol, info = torch.linalg.cholesky_ex(a)
     used = 0.0
     if int(info) != 0:
@@ -128,11 +84,8 @@ def fit_kernel_regression(
                 f"k_train + eps·I (eps={eps:g}, ridge={ridge!r}) is not positive definite "
                 f"(Cholesky failed at column {int(info)}); increase eps or pass jitter='auto'"
             )
-        tries = (
-            [float(jitter)]
-            if jitter != "auto"
-            else [scale * 10.0**p for p in range(-10, 1) if 10.0**p <= max_jitter]
-        )
+        auto = [scale * 10.0**p for p in range(-10, 1) if 10.0**p <= max_jitter]
+        tries = [float(jitter)] if jitter != "auto" else auto
         for j in tries:
             a2 = a.clone()
             a2.diagonal().add_(j)
@@ -145,15 +98,256 @@ def fit_kernel_regression(
                 f"k_train + eps·I is not positive definite even with jitter {tries[-1]:.3g}; "
                 "check the kernel (NaN-free, symmetric) or increase eps"
             )
-        warnings.warn(
-            f"kernel_regression: k_train + eps·I was not positive definite; added jitter "
-            f"{used:.3g} to the diagonal",
-            RuntimeWarning,
-            stacklevel=2,
+        msg = f"k_train + eps·I was not positive definite; added jitter {used:.3g}"
+        warnings.warn(f"kernel_regression: {msg} to the diagonal", RuntimeWarning, stacklevel=3)
+    return chol, torch.cholesky_solve(y, chol), used
+
+
+def _available_bytes() -> float:
+    """Memory available now (Linux: MemAvailable), else 8 GiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8.0 * 2**30
+
+
+def _rows(u: object, s: slice) -> object:
+    if isinstance(u, (tuple, list)):
+        return type(u)(t[s] for t in u)
+    return u[s]  # type: ignore[index]
+
+
+def _n_of(u: object) -> int:
+    first = u[0] if isinstance(u, (tuple, list)) else u
+    return int(first.shape[0])  # type: ignore[union-attr]
+
+
+@dataclass
+class KernelFit:
+    """A solved Eq. 18 system: α per kernel and how it was reached (``solver``, ``reason``
+    for an 'auto' choice, ``iterations`` and ``residual`` for CG, ``jitter`` for Cholesky).
+    :meth:`predict` evaluates any number of test points against it."""
+
+    solver: str
+    alpha: dict[str, Tensor]
+    kernel: Any = None
+    train: Any = None
+    eps: float = 1e-3
+    ridge: str = "identity"
+    reason: str = ""
+    jitter: float = 0.0
+    iterations: int = 0
+    residual: dict[str, float] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+    block_size: int = DEFAULT_BLOCK
+    squeeze: bool = False
+    single: bool = True
+    cg: CGOptions | None = None
+    chol: dict[str, Tensor] = field(default_factory=dict)
+    _cg_fit: CGFit | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.alpha)
+
+    def predict(self, test: object, test_diag: Tensor | None = None, *,
+                variance: bool = False) -> Any:  # fmt: skip
+        """ŷ = K(u, U) α (Eq. 18): a :class:`RegressionResult` per kernel (a dict for several
+        ``get`` names). ``test``: test inputs (a kernel fit) or K(u, U) (a matrix fit, with
+        ``test_diag`` = k(u, u) for the variance). ``variance=True``: the posterior variance
+        k(u, u) - K(u, U)(K + εI)⁻¹K(U, u) too (the NNGP's, for get='nngp')."""
+        if self.kernel is None:
+            out = {self.names[0]: self._predict_matrix(test, test_diag)}
+        elif self.solver == "cholesky":
+            out = self._predict_dense(test, variance)
+        else:
+            out = self._predict_cg(test, variance)
+        return out[self.names[0]] if self.single else out
+
+    def _result(self, name: str, mean: Tensor, var: Tensor | None) -> RegressionResult:
+        alpha = self.alpha[name]
+        if self.squeeze:
+            mean, alpha = mean[:, 0], alpha[:, 0]
+        return RegressionResult(mean=mean, alpha=alpha, variance=var, jitter=self.jitter)
+
+    def _predict_matrix(self, k_test: object, diag: Tensor | None) -> RegressionResult:
+        name = self.names[0]
+        chol = self.chol[name]
+        n = chol.shape[0]
+        ks = _f64(k_test, "k_test_train").to(chol.device)
+        if ks.dim() != 2 or ks.shape[1] != n:
+            raise ValueError(f"k_test_train: expected shape (M, {n}), got {tuple(ks.shape)}")
+        var = None
+        if diag is not None:
+            kd = _f64(diag, "k_test_diag").to(ks.device)
+            if kd.shape != (ks.shape[0],):
+                raise ValueError(
+                    f"k_test_diag: expected shape ({ks.shape[0]},), got {tuple(kd.shape)}"
+                )
+            v = torch.linalg.solve_triangular(chol, ks.T, upper=False)
+            var = (kd - (v * v).sum(0)).clamp_min(0.0)
+        return self._result(name, ks @ self.alpha[name], var)
+
+    def _test_diag(self, test: object, m: int) -> dict[str, Tensor]:
+        parts: dict[str, list[Tensor]] = {k: [] for k in self.names}
+        for i in range(0, m, self.block_size):
+            sub = _rows(test, slice(i, min(i + self.block_size, m)))
+            blk = self.kernel(sub, get=self.names, block_size=self.block_size)
+            for k in self.names:
+                parts[k].append(torch.diagonal(blk[k]).to(torch.float64))
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    def _predict_dense(self, test: object, variance: bool) -> dict[str, RegressionResult]:
+        k_cross = self.kernel(test, self.train, get=self.names, block_size=self.block_size)
+        m = next(iter(k_cross.values())).shape[0]
+        diag = self._test_diag(test, m) if variance else {}
+        out = {}
+        for k in self.names:
+            ks = k_cross[k].to(torch.float64)
+            var = None
+            if variance:
+                v = torch.linalg.solve_triangular(self.chol[k], ks.T, upper=False)
+                var = (diag[k] - (v * v).sum(0)).clamp_min(0.0)
+            out[k] = self._result(k, ks @ self.alpha[k], var)
+        return out
+
+    def _predict_cg(self, test: object, variance: bool) -> dict[str, RegressionResult]:
+        assert self._cg_fit is not None
+        means = self._cg_fit.predict(test)
+        means = {self.names[0]: means} if not isinstance(means, dict) else means
+        out = {}
+        var: dict[str, Tensor | None] = {k: None for k in self.names}
+        if variance:  # (K + εI)⁻¹ K(U, u): one CG solve with a column per test point
+            m = _n_of(test)
+            diag = self._test_diag(test, m)
+            k_cross = self.kernel(self.train, test, get=self.names, block_size=self.block_size)
+            assert self.cg is not None
+            for k in self.names:
+                kc = k_cross[k].to(torch.float64)
+                sol = solve_cg(
+                    self.kernel,
+                    self.train,
+                    kc,
+                    get=k,
+                    eps=self.eps,
+                    ridge=self.ridge,  # type: ignore[arg-type]
+                    options=self.cg,
+                )
+                var[k] = (diag[k] - (kc * sol.alpha[k]).sum(0)).clamp_min(0.0)
+        for k in self.names:
+            mean = means[k] if means[k].dim() == 2 else means[k][:, None]
+            out[k] = self._result(k, mean, var[k])
+        return out
+
+
+def fit_kernel_regression(
+    kernel: Any,
+    train: object = None,
+    y: Tensor | None = None,
+    *,
+    get: Get = "ntk",
+    eps: float = 1e-3,
+    ridge: Ridge = "identity",
+    solver: Solver = "auto",
+    cg: CGOptions | None = None,
+    jitter: float | Literal["auto"] | None = None,
+    max_jitter: float = 1e-2,
+    block_size: int = DEFAULT_BLOCK,
+    memory_gb: float | None = None,
+) -> KernelFit:
+    """Solve (K + εI) α = Y once (Eq. 18).
+
+    ``kernel``: an analytic kernel object with its training inputs ``train`` and targets ``y``
+    (N,) or (N, T), ``get`` the kernels to solve ('nngp', 'ntk' or both, side by side); or a
+    precomputed K(U, U) (N, N) as ``kernel`` with ``train=None`` (Cholesky only). ``solver``:
+    'cholesky' (dense float64; not positive definite: :class:`NotPositiveDefiniteError`, or
+    ``jitter`` as given / 'auto' growing tenfold from 1e-10·mean diag up to ``max_jitter``);
+    'cg' (:class:`CGOptions` in ``cg``); 'auto': Cholesky while the dense kernels and their
+    factors take at most a quarter of ``memory_gb`` (default: the memory available now), else
+    CG; :attr:`KernelFit.reason` says which and why.
+    """
+    if not eps >= 0 or eps != eps:
+        raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
+    if ridge not in ("identity", "relative"):
+        raise ValueError(f"ridge: expected 'identity' or 'relative', got {ridge!r}")
+    if solver not in ("cholesky", "cg", "auto"):
+        raise ValueError(f"solver: expected 'cholesky', 'cg' or 'auto', got {solver!r}")
+    block = check_positive_int(block_size, "block_size")
+    if torch.is_tensor(kernel):
+        if train is not None:
+            raise ValueError("train: a precomputed K(U, U) takes no training inputs; pass "
+                             "fit_kernel_regression(K, y=y)")  # fmt: skip
+        if solver == "cg":
+            raise ValueError("solver: 'cg' needs an analytic kernel (a precomputed K is solved "
+                             "by Cholesky)")  # fmt: skip
+        return _fit_matrix(kernel, y, eps, ridge, jitter, max_jitter)
+    if not callable(getattr(kernel, "tiles", None)):
+        raise TypeError(f"kernel: expected an analytic kernel (MLPKernel, HyperKernel) or a "
+                        f"precomputed K(U, U) tensor, got {type(kernel)}")  # fmt: skip
+    if y is None or train is None:
+        raise ValueError("train, y: expected the training inputs and targets")
+    names, single = parse_get(get)
+    n = _n_of(train)
+    opts = cg or CGOptions(block_size=block)
+    reason = f"solver={solver!r} asked"
+    if solver == "auto":
+        need = 2 * 8 * n * n * len(names)  # float64 K and its Cholesky factor, per kernel
+        budget = (memory_gb * 2**30 if memory_gb is not None else _available_bytes()) / 4
+        solver = "cholesky" if need <= budget else "cg"
+        reason = (f"auto: the dense kernels and factors need {need / 2**30:.2f} GB, "
+                  f"{'within' if solver == 'cholesky' else 'over'} a quarter of the memory "
+                  f"({budget / 2**30:.2f} GB): {solver}")  # fmt: skip
+    yt = _f64(y, "y_train")
+    if yt.dim() not in (1, 2) or yt.shape[0] != n:
+        raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(yt.shape)}")
+    common = dict(kernel=kernel, train=train, eps=eps, ridge=ridge, reason=reason,
+                  block_size=block, squeeze=yt.dim() == 1, single=single)  # fmt: skip
+    if solver == "cg":
+        res = solve_cg(kernel, train, yt, get=names, eps=eps, ridge=ridge, options=opts)
+        return KernelFit(
+            solver="cg",
+            alpha=res.alpha,
+            iterations=res.iterations,
+            residual=res.residual,
+            history=res.history,
+            cg=opts,
+            _cg_fit=res,
+            **common,
         )
-    yy = y if y.dim() == 2 else y[:, None]
-    alpha = torch.cholesky_solve(yy, chol)
-    return KernelRegressionFit(chol=chol, alpha=alpha, jitter=used, squeeze=y.dim() == 1)
+    k_train = kernel(train, get=names, block_size=block)
+    yy = yt if yt.dim() == 2 else yt[:, None]
+    chol, alpha, used = {}, {}, 0.0
+    for k in names:
+        chol[k], alpha[k], j = _factor(k_train[k].to(torch.float64), yy.to(k_train[k].device),
+                                       eps, ridge, jitter, max_jitter)  # fmt: skip
+        used = max(used, j)
+        del k_train[k]
+    return KernelFit(solver="cholesky", alpha=alpha, chol=chol, jitter=used, **common)
+
+
+def _fit_matrix(k_train: Tensor, y: Tensor | None, eps: float, ridge: Ridge,
+                jitter: float | str | None, max_jitter: float) -> KernelFit:  # fmt: skip
+    k = _f64(k_train, "k_train")
+    if k.dim() != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"k_train: expected a square (N, N) matrix, got {tuple(k.shape)}")
+    if y is None:
+        raise ValueError("y: expected the training targets")
+    n = k.shape[0]
+    yt = _f64(y, "y_train").to(k.device)
+    if yt.dim() not in (1, 2) or yt.shape[0] != n:
+        raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(yt.shape)}")
+    yy = yt if yt.dim() == 2 else yt[:, None]
+    chol, alpha, used = _factor(k, yy, eps, ridge, jitter, max_jitter)
+    return KernelFit(solver="cholesky", alpha={"k": alpha}, chol={"k": chol}, jitter=used,
+                     eps=eps, ridge=ridge, reason="a precomputed kernel: cholesky",
+                     squeeze=yt.dim() == 1, single=True)  # fmt: skip
 
 
 def kernel_regression(
@@ -162,47 +356,16 @@ def kernel_regression(
     k_test_train: Tensor,
     *,
     eps: float = 1e-3,
-    ridge: Literal["identity", "relative"] = "identity",
+    ridge: Ridge = "identity",
     k_test_diag: Tensor | None = None,
     jitter: float | Literal["auto"] | None = None,
     max_jitter: float = 1e-2,
 ) -> RegressionResult:
-    """Kernel (ridge) regression of Eq. 18, ε = 0.001 by default: :func:`fit_kernel_regression`
-    then :meth:`KernelRegressionFit.predict` (see both for the arguments)."""
-    fit = fit_kernel_regression(k_train, y_train, eps=eps, ridge=ridge, jitter=jitter,
-                                max_jitter=max_jitter)  # fmt: skip
+    """Eq. 18 on precomputed matrices in one call: ``fit_kernel_regression(k_train,
+    y=y_train).predict(k_test_train, k_test_diag)``."""
+    if not eps >= 0:
+        raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
+    if ridge not in ("identity", "relative"):
+        raise ValueError(f"ridge: expected 'identity' or 'relative', got {ridge!r}")
+    fit = _fit_matrix(k_train, y_train, eps, ridge, jitter, max_jitter)
     return fit.predict(k_test_train, k_test_diag)
-
-
-def kernel_predict(
-    kernel: Callable,
-    train: object,
-    y_train: Tensor,
-    test: object,
-    *,
-    get: Literal["nngp", "ntk"] = "ntk",
-    variance: bool = False,
-    block_size: int = 1024,
-    **kw,
-) -> RegressionResult:
-    """Eq. 18 with an analytic kernel object (:class:`~hyperlab.kernels.HyperKernel`,
-    :class:`~hyperlab.kernels.MLPKernel`): builds K(U, U), K(u, U) and, with ``variance``,
-    the test diagonal (in row blocks, never the full test matrix). ``kw`` go to
-    :func:`kernel_regression`."""
-    k_train = kernel(train, get=get, block_size=block_size)
-    k_cross = kernel(test, train, get=get, block_size=block_size)
-    diag = None
-    if variance:
-        m = k_cross.shape[0]
-        parts = []
-        for i in range(0, m, block_size):
-            sub = _rows(test, slice(i, min(i + block_size, m)))
-            parts.append(torch.diagonal(kernel(sub, get=get, block_size=block_size)))
-        diag = torch.cat(parts)
-    return kernel_regression(k_train, y_train, k_cross, k_test_diag=diag, **kw)
-
-
-def _rows(u: object, s: slice) -> object:
-    if isinstance(u, (tuple, list)):
-        return type(u)(t[s] for t in u)
-    return u[s]  # type: ignore[index]

@@ -26,7 +26,7 @@ from hyperlab.experiments.infinite_width.representation_hn import HNConfig, desc
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.experiments.scale import sizes_of
 from hyperlab.experiments.stats import nanmean, nanstd
-from hyperlab.kernels import HyperKernel, fit_kernel_regression, fit_kernel_regression_cg
+from hyperlab.kernels import CGOptions, HyperKernel, fit_kernel_regression
 from hyperlab.kernels.analytic import Variant
 from hyperlab.plots import plt
 
@@ -182,32 +182,18 @@ def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.
     CG: both kernels solved side by side on shared tiles, K never held."""
     start = time.perf_counter()
     gets = tuple(KERNELS.values())
-    if cfg.solver == "cg":
-        fit = fit_kernel_regression_cg(kern, train, y, get=gets, eps=cfg.eps, ridge=_ridge(cfg),
-                                       tol=cfg.cg_tol, rank=cfg.cg_rank,
-                                       dtype=getattr(torch, cfg.cg_dtype),
-                                       cache_gb=cfg.cg_cache_gb)  # fmt: skip
-        info = {"iterations": fit.iterations, "residual": fit.residual}
+    cg = CGOptions(tol=cfg.cg_tol, rank=cfg.cg_rank, dtype=getattr(torch, cfg.cg_dtype),
+                   cache_gb=cfg.cg_cache_gb)  # fmt: skip
+    # both kernels share f's kernels and g's recursion: solved side by side
+    fit = fit_kernel_regression(kern, train, y, get=gets, eps=cfg.eps, ridge=_ridge(cfg),
+                                solver="cg" if cfg.solver == "cg" else "cholesky", cg=cg,
+                                jitter="auto")  # fmt: skip
+    info = ({"iterations": fit.iterations, "residual": fit.residual} if fit.solver == "cg"
+            else {"jitter": fit.jitter})  # fmt: skip
 
-        def predict(test: tuple) -> dict[str, torch.Tensor]:
-            out = fit.predict(test)
-            assert isinstance(out, dict)  # get= a tuple: one prediction per kernel
-            return {name: out[get] for name, get in KERNELS.items()}
-
-    else:
-        k_train = kern(train, get=gets)  # both kernels share f's kernels and g's recursion
-        assert isinstance(k_train, dict)
-        # one factorisation per training kernel; every test chunk is solved on it
-        fits = {name: fit_kernel_regression(k_train[get], y, eps=cfg.eps, ridge=_ridge(cfg),
-                                            jitter="auto")
-                for name, get in KERNELS.items()}  # fmt: skip
-        del k_train
-        info = {"jitter": max(f.jitter for f in fits.values())}
-
-        def predict(test: tuple) -> dict[str, torch.Tensor]:
-            k_cross = kern(test, train, get=gets)
-            assert isinstance(k_cross, dict)
-            return {name: fits[name].predict(k_cross[get]).mean for name, get in KERNELS.items()}
+    def predict(test: tuple) -> dict[str, torch.Tensor]:
+        out = fit.predict(test)
+        return {name: out[get].mean for name, get in KERNELS.items()}
 
     info["fit_seconds"] = round(time.perf_counter() - start, 2)
     return predict, info
