@@ -66,8 +66,9 @@ def _f64(t: object, argument: str) -> Tensor:
     return t
 
 
-def _factor(k: Tensor, y: Tensor, eps: float, ridge: Ridge, jitter: float | str | None,
-            max_jitter: float) -> tuple[Tensor, Tensor, float]:  # fmt: skip
+def _factor(
+    k: Tensor, y: Tensor, eps: float, ridge: Ridge, jitter: float | str | None, max_jitter: float
+) -> tuple[Tensor, Tensor, float]:
     """Cholesky of K + εI (jitter as asked) and α: (L, α (N, T), jitter used)."""
     scale = float(torch.diagonal(k).abs().mean()) or 1.0
     asym = float((k - k.T).abs().max())
@@ -157,8 +158,9 @@ class KernelFit:
     def names(self) -> tuple[str, ...]:
         return tuple(self.alpha)
 
-    def predict(self, test: object, test_diag: Tensor | None = None, *,
-                variance: bool = False) -> Any:  # fmt: skip
+    def predict(
+        self, test: object, test_diag: Tensor | None = None, *, variance: bool = False
+    ) -> Any:
         """ŷ = K(u, U) α (Eq. 18): a :class:`RegressionResult` per kernel (a dict for several
         ``get`` names). ``test``: test inputs (a kernel fit) or K(u, U) (a matrix fit, with
         ``test_diag`` = k(u, u) for the variance). ``variance=True``: the posterior variance
@@ -273,67 +275,106 @@ def fit_kernel_regression(
     factors take at most a quarter of ``memory_gb`` (default: the memory available now), else
     CG; :attr:`KernelFit.reason` says which and why.
     """
-    if not eps >= 0 or eps != eps:
+    _check_common(eps, ridge, solver)
+    block = check_positive_int(block_size, "block_size")
+    if torch.is_tensor(kernel):
+        if train is not None:
+            raise ValueError(
+                "train: a precomputed K(U, U) takes no training inputs; pass "
+                "fit_kernel_regression(K, y=y)"
+            )
+        if solver == "cg":
+            raise ValueError(
+                "solver: 'cg' needs an analytic kernel (a precomputed K is solved by Cholesky)"
+            )
+        return _fit_matrix(kernel, y, eps, ridge, jitter, max_jitter)
+    if not callable(getattr(kernel, "tiles", None)):
+        raise TypeError(
+            "kernel: expected an analytic kernel (MLPKernel, HyperKernel) or a precomputed "
+            f"K(U, U) tensor, got {type(kernel)}"
+        )
+    if y is None or train is None:
+        raise ValueError("train, y: expected the training inputs and targets")
+    names, single = parse_get(get)
+    n = _n_of(train)
+    picked, reason = _choose(solver, n, len(names), memory_gb)
+    yt = _f64(y, "y_train")
+    if yt.dim() not in (1, 2) or yt.shape[0] != n:
+        raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(yt.shape)}")
+    fit = KernelFit(
+        solver=picked,
+        alpha={},
+        kernel=kernel,
+        train=train,
+        eps=eps,
+        ridge=ridge,
+        reason=reason,
+        block_size=block,
+        squeeze=yt.dim() == 1,
+        single=single,
+    )
+    if picked == "cg":
+        return _solve_cg_into(fit, yt, names, cg or CGOptions(block_size=block))
+    return _solve_dense_into(fit, yt, names, jitter, max_jitter)
+
+
+def _check_common(eps: float, ridge: str, solver: str) -> None:
+    if not eps >= 0:
         raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
     if ridge not in ("identity", "relative"):
         raise ValueError(f"ridge: expected 'identity' or 'relative', got {ridge!r}")
     if solver not in ("cholesky", "cg", "auto"):
         raise ValueError(f"solver: expected 'cholesky', 'cg' or 'auto', got {solver!r}")
-    block = check_positive_int(block_size, "block_size")
-    if torch.is_tensor(kernel):
-        if train is not None:
-            raise ValueError("train: a precomputed K(U, U) takes no training inputs; pass "
-                             "fit_kernel_regression(K, y=y)")  # fmt: skip
-        if solver == "cg":
-            raise ValueError("solver: 'cg' needs an analytic kernel (a precomputed K is solved "
-                             "by Cholesky)")  # fmt: skip
-        return _fit_matrix(kernel, y, eps, ridge, jitter, max_jitter)
-    if not callable(getattr(kernel, "tiles", None)):
-        raise TypeError(f"kernel: expected an analytic kernel (MLPKernel, HyperKernel) or a "
-                        f"precomputed K(U, U) tensor, got {type(kernel)}")  # fmt: skip
-    if y is None or train is None:
-        raise ValueError("train, y: expected the training inputs and targets")
-    names, single = parse_get(get)
-    n = _n_of(train)
-    opts = cg or CGOptions(block_size=block)
-    reason = f"solver={solver!r} asked"
-    if solver == "auto":
-        need = 2 * 8 * n * n * len(names)  # float64 K and its Cholesky factor, per kernel
-        budget = (memory_gb * 2**30 if memory_gb is not None else _available_bytes()) / 4
-        solver = "cholesky" if need <= budget else "cg"
-        reason = (f"auto: the dense kernels and factors need {need / 2**30:.2f} GB, "
-                  f"{'within' if solver == 'cholesky' else 'over'} a quarter of the memory "
-                  f"({budget / 2**30:.2f} GB): {solver}")  # fmt: skip
-    yt = _f64(y, "y_train")
-    if yt.dim() not in (1, 2) or yt.shape[0] != n:
-        raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(yt.shape)}")
-    common = dict(kernel=kernel, train=train, eps=eps, ridge=ridge, reason=reason,
-                  block_size=block, squeeze=yt.dim() == 1, single=single)  # fmt: skip
-    if solver == "cg":
-        res = solve_cg(kernel, train, yt, get=names, eps=eps, ridge=ridge, options=opts)
-        return KernelFit(
-            solver="cg",
-            alpha=res.alpha,
-            iterations=res.iterations,
-            residual=res.residual,
-            history=res.history,
-            cg=opts,
-            _cg_fit=res,
-            **common,
-        )
-    k_train = kernel(train, get=names, block_size=block)
-    yy = yt if yt.dim() == 2 else yt[:, None]
-    chol, alpha, used = {}, {}, 0.0
+
+
+def _solve_cg_into(fit: KernelFit, y: Tensor, names: tuple[str, ...], opts: CGOptions) -> KernelFit:
+    res = solve_cg(fit.kernel, fit.train, y, get=names, eps=fit.eps, ridge=fit.ridge, options=opts)  # type: ignore[arg-type]
+    fit.alpha, fit.iterations, fit.residual = res.alpha, res.iterations, res.residual
+    fit.history, fit.cg, fit._cg_fit = res.history, opts, res
+    return fit
+
+
+def _solve_dense_into(
+    fit: KernelFit, y: Tensor, names: tuple[str, ...], jitter: float | str | None, max_jitter: float
+) -> KernelFit:
+    k_train = fit.kernel(fit.train, get=names, block_size=fit.block_size)
+    k_train = k_train if isinstance(k_train, dict) else {names[0]: k_train}
+    yy = y if y.dim() == 2 else y[:, None]
+    used = 0.0
     for k in names:
-        chol[k], alpha[k], j = _factor(k_train[k].to(torch.float64), yy.to(k_train[k].device),
-                                       eps, ridge, jitter, max_jitter)  # fmt: skip
+        kk = k_train.pop(k).to(torch.float64)
+        ridge: Ridge = "relative" if fit.ridge == "relative" else "identity"
+        fit.chol[k], fit.alpha[k], j = _factor(
+            kk, yy.to(kk.device), fit.eps, ridge, jitter, max_jitter
+        )
         used = max(used, j)
-        del k_train[k]
-    return KernelFit(solver="cholesky", alpha=alpha, chol=chol, jitter=used, **common)
+    fit.jitter = used
+    return fit
 
 
-def _fit_matrix(k_train: Tensor, y: Tensor | None, eps: float, ridge: Ridge,
-                jitter: float | str | None, max_jitter: float) -> KernelFit:  # fmt: skip
+def _choose(solver: str, n: int, kernels: int, memory_gb: float | None) -> tuple[str, str]:
+    """The solver to run and why: 'auto' takes Cholesky while the float64 kernels and their
+    factors fit a quarter of the memory."""
+    if solver != "auto":
+        return solver, f"solver={solver!r} asked"
+    need = 2 * 8 * n * n * kernels  # float64 K and its Cholesky factor, per kernel
+    budget = (memory_gb * 2**30 if memory_gb is not None else _available_bytes()) / 4
+    pick = "cholesky" if need <= budget else "cg"
+    word = "within" if pick == "cholesky" else "over"
+    return pick, (
+        f"auto: the dense kernels and factors need {need / 2**30:.2f} GB, {word} a "
+        f"quarter of the memory ({budget / 2**30:.2f} GB): {pick}"
+    )
+
+
+def _fit_matrix(
+    k_train: Tensor,
+    y: Tensor | None,
+    eps: float,
+    ridge: Ridge,
+    jitter: float | str | None,
+    max_jitter: float,
+) -> KernelFit:
     k = _f64(k_train, "k_train")
     if k.dim() != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"k_train: expected a square (N, N) matrix, got {tuple(k.shape)}")
@@ -345,9 +386,17 @@ def _fit_matrix(k_train: Tensor, y: Tensor | None, eps: float, ridge: Ridge,
         raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(yt.shape)}")
     yy = yt if yt.dim() == 2 else yt[:, None]
     chol, alpha, used = _factor(k, yy, eps, ridge, jitter, max_jitter)
-    return KernelFit(solver="cholesky", alpha={"k": alpha}, chol={"k": chol}, jitter=used,
-                     eps=eps, ridge=ridge, reason="a precomputed kernel: cholesky",
-                     squeeze=yt.dim() == 1, single=True)  # fmt: skip
+    return KernelFit(
+        solver="cholesky",
+        alpha={"k": alpha},
+        chol={"k": chol},
+        jitter=used,
+        eps=eps,
+        ridge=ridge,
+        reason="a precomputed kernel: cholesky",
+        squeeze=yt.dim() == 1,
+        single=True,
+    )
 
 
 def kernel_regression(
