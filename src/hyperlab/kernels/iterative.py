@@ -55,7 +55,7 @@ class CGOptions:
     tol: float = 1e-8
     max_iter: int = 1000
     rank: int = 500
-    preconditioner: Literal["pivoted_cholesky", "nystrom", "none"] = "pivoted_cholesky"
+    preconditioner: Literal["pivoted_cholesky", "nystrom", "none"] = "nystrom"
     block_size: int = DEFAULT_BLOCK
     dtype: torch.dtype = torch.float64
     cache_gb: float = 0.0
