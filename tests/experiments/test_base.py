@@ -130,3 +130,21 @@ def test_stale_temp_files_are_removed_on_the_next_write(tmp_path):
     fresh.write_text("in progress")
     atomic_write_text(target, "{}")
     assert target.read_text() == "{}" and not stale.exists() and fresh.exists()
+
+
+def test_the_config_precision_reaches_fit(tmp_path, monkeypatch):
+    """--set precision=bf16 trains every fit of the run under bf16 autocast."""
+    import hyperlab.train
+    from hyperlab.experiments import run_experiment
+
+    seen = []
+    real = hyperlab.train.fit
+
+    def spy(model, loss, data, config, **kw):
+        seen.append(config.precision)
+        return real(model, loss, data, config, **kw)
+
+    monkeypatch.setattr(hyperlab.train, "fit", spy)
+    run_experiment("modularity-synthetic-depth", preset="tiny", out_dir=tmp_path,
+                   overrides={"precision": "bf16", "seeds": 1}, progress=False)  # fmt: skip
+    assert seen and set(seen) == {"bf16"}

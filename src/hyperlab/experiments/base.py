@@ -119,6 +119,7 @@ class RunContext(Generic[C]):
             momentum=float(momentum),
             lr_decay=float(lr_decay),
             seed=self.seed_for(*(key if seed_key is None else seed_key)),
+            precision=getattr(self.config, "precision", "fp32"),  # a bare context: fp32
             progress=bool(progress and self.progress),
             desc=desc or "-".join(map(str, key)),
         )

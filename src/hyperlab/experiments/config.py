@@ -126,6 +126,12 @@ class Config:
     cpu_threads: int | None = param(
         None, "torch CPU threads for this run (None: torch's default); restored afterwards", min=1
     )
+    precision: str = param(
+        "fp32",
+        "training precision of every fit: 'fp32', or autocast to 'bf16' / 'fp16' with float32 "
+        "master weights (bf16 needs AMX or AVX-512 BF16 on a CPU to be fast)",
+        choices=("fp32", "bf16", "fp16"),
+    )
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
