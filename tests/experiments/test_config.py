@@ -33,7 +33,10 @@ class _Demo(Config):
         ({"width": 0}, "width: expected values >= 1"),
         ({"dataset": "imagenet"}, "dataset: expected one of 'mnist', 'cifar10'"),
         ({"tune": 1}, "tune: expected true or false"),
-        ({"nope": 1}, "nope: unknown config key for _Demo; valid keys: cpu_threads, precision, epochs"),
+        (
+            {"nope": 1},
+            "nope: unknown config key for _Demo; valid keys: cpu_threads, precision, epochs",
+        ),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
