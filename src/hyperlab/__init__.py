@@ -1,7 +1,8 @@
 """hyperlab: hypernetworks h(x, I) = g(x; f(I)) on PyTorch.
 
-Primary networks are functional and batched (:mod:`hyperlab.primary`); hypernetworks and the
-embedding baseline are built on them (:mod:`hyperlab.hypernet`).
+Primary networks are functional and batched ([`hyperlab.primary`][hyperlab.primary]); hypernetworks
+and the
+embedding baseline are built on them ([`hyperlab.hypernet`][hyperlab.hypernet]).
 """
 
 from hyperlab.hypernet import (

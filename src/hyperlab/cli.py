@@ -221,7 +221,8 @@ PATH_OPTIONS = ("--out", "--data-dir")
 
 def command_line(argv: Sequence[str]) -> str:
     """The command as it can be re-run from the working directory: the values of
-    :data:`PATH_OPTIONS` relative to it (an absolute path names one machine's folders)."""
+    [`PATH_OPTIONS`][hyperlab.cli.PATH_OPTIONS] relative to it (an absolute path names one
+    machine's folders)."""
     out, prev = [], ""
     for tok in argv:
         for opt in PATH_OPTIONS:

@@ -9,13 +9,17 @@ embedding is held near its value before task T (Eq. 2),
 
 with ΔΘ_h the step the optimizer is about to take on L_task (the paper's look-ahead). Here the
 sum over earlier tasks is **one batched call** of f_h on the stacked embeddings
-(:func:`output_regularizer`; hypnettorch loops over the tasks). Task identity is given (CL1) or
+([`output_regularizer`][hyperlab.continual.output_regularizer]; hypnettorch loops over the tasks).
+Task identity is given (CL1) or
 inferred as the embedding whose head predicts with the lowest entropy (CL3, HNET+ENT:
-:func:`infer_task`).
+[`infer_task`][hyperlab.continual.infer_task]).
 
-:class:`Hypernet`, :class:`FineTune` (the forgetting baseline: the same target trained
-directly) and :class:`EWC` (elastic weight consolidation on it) are learners of one loop,
-:func:`fit_tasks`: a fresh optimizer per task as in the released code (chrhenning/hypercl),
+[`Hypernet`][hyperlab.continual.Hypernet], [`FineTune`][hyperlab.continual.FineTune] (the
+forgetting baseline: the same target trained
+directly) and [`EWC`][hyperlab.continual.EWC] (elastic weight consolidation on it) are learners of
+one loop,
+[`fit_tasks`][hyperlab.continual.fit_tasks]: a fresh optimizer per task as in the released code
+(chrhenning/hypercl),
 a checkpoint after every task, and an exact resume between tasks.
 """
 
@@ -64,7 +68,7 @@ def _xavier_uniform(shape: Sequence[int], generator: torch.Generator | None) -> 
 
 class _Flat(nn.Module):
     """f_h as a module whose forward is the flat output (for ``functional_call``), or with a
-    target, the summed squared error (the chunked head's fused :meth:`squared_error`)."""
+    target, the summed squared error (the chunked head's fused `squared_error`)."""
 
     def __init__(self, hnet: HyperNetwork):
         super().__init__()
@@ -148,7 +152,8 @@ class TaskConditioned(nn.Module):
 
     def condition(self, tasks: Sequence[int]) -> dict[str, Tensor]:
         """The tasks as condition ids for a target that keeps per-task state (a
-        :class:`~hyperlab.modules.ModulePrimary` with ``bn_stats='per_condition'``: per-task
+        [`ModulePrimary`][hyperlab.modules.ModulePrimary] with ``bn_stats='per_condition'``:
+        per-task
         BatchNorm statistics), else nothing."""
         if getattr(self.target, "bn_stats", None) != "per_condition":
             return {}
@@ -160,7 +165,7 @@ def output_regularizer(model: TaskConditioned, targets: Tensor, tasks: Sequence[
     """Eq. 2's sum, without β: mean over ``tasks`` of ‖targets_t - f_h(e_t, Θ_h + ΔΘ_h)‖²,
     all tasks in one batched call of f_h. ``targets`` (T, N_g) are f_h's outputs before the
     current task; the earlier embeddings are held fixed; ``delta`` (name -> ΔΘ) is the
-    look-ahead step (:func:`lookahead`)."""
+    look-ahead step ([`lookahead`][hyperlab.continual.lookahead])."""
     e = model.embedding(tasks).detach()
     params = {f"hnet.{k}": p + delta[k] if delta is not None and k in delta else p
               for k, p in model.hnet.named_parameters()}  # fmt: skip
@@ -244,8 +249,10 @@ class ContinualConfig:
 
 
 class Learner:
-    """What :func:`fit_tasks` trains: a model, its per-task optimizers and losses, and each
-    task's head on an input. Subclasses: :class:`Hypernet`, :class:`FineTune`, :class:`EWC`."""
+    """What [`fit_tasks`][hyperlab.continual.fit_tasks] trains: a model, its per-task optimizers
+    and losses, and each
+    task's head on an input. Subclasses: [`Hypernet`][hyperlab.continual.Hypernet],
+    [`FineTune`][hyperlab.continual.FineTune], [`EWC`][hyperlab.continual.EWC]."""
 
     model: nn.Module
     classes: int
@@ -461,7 +468,8 @@ class ContinualResult:
 def evaluate_tasks(learner: Learner, test: Sequence[Task], upto: int, *,
                    infer: bool = True) -> tuple[list[float], list[float], list[float]]:  # fmt: skip
     """CL1 accuracy, CL3 accuracy and task-inference rate of tasks 0..``upto`` (one row of
-    :class:`ContinualResult`); every task's weights are generated once per test chunk."""
+    [`ContinualResult`][hyperlab.continual.ContinualResult]); every task's weights are generated
+    once per test chunk."""
     tasks = list(range(upto + 1))
     was = learner.model.training
     learner.model.eval()  # BatchNorm: the running (per-task) statistics
@@ -543,12 +551,14 @@ def fit_tasks(learner: Learner, train: Sequence[Task], test: Sequence[Task], *,
               device: str | torch.device | None = None) -> ContinualResult:  # fmt: skip
     """Train ``learner`` on ``train[0], train[1], ...`` in turn (``cfg.iterations`` steps of
     ``cfg.batch_size`` per task, a fresh optimizer per task), evaluating every task learned so
-    far on ``test`` after each (:func:`evaluate_tasks`). With ``checkpoint`` (a file path),
+    far on ``test`` after each ([`evaluate_tasks`][hyperlab.continual.evaluate_tasks]). With
+    ``checkpoint`` (a file path),
     the state is written atomically after every task and a later call resumes after the last
     finished task, exactly (each task's batches come from a generator seeded by (seed, task));
     a checkpoint of another learner, config or task count is refused. ``device``: where the
     model and each task's tensors go (default: where they are). ``train`` may be a lazy
-    sequence (:class:`hyperlab.data.tasks.PermutedTasks`): each task is read when reached."""
+    sequence ([`hyperlab.data.tasks.PermutedTasks`][hyperlab.data.tasks.PermutedTasks]): each task
+    is read when reached."""
     if not len(train):
         raise ValueError("train: expected a non-empty sequence of tasks")
     if len(test) != len(train):

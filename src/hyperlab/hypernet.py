@@ -1,7 +1,7 @@
 """Hypernetworks f: I -> θ, the model h(x, I) = g(x; f(I)), and the embedding method q(x, e(I)).
 
 Both families are built from the same parts: the trunks of f and e and the primary q are bound
-:class:`~hyperlab.primary.MLP` primaries, so parameter counts match the modularity paper's
+[`MLP`][hyperlab.primary.MLP] primaries, so parameter counts match the modularity paper's
 formulas (Sec. 5) by construction and every network shares one batched forward.
 """
 
@@ -63,7 +63,8 @@ class FullHead(nn.Module):
     Usually the largest part of f (N_g × d_k weights). It is held as one weight block A_s and
     bias c_s per generated tensor s (``blocks``, the primary's layout order), so each tensor is
     one GEMM and a training step never concatenates an (N_g, d_k) gradient; ``weight`` and
-    ``bias`` give the whole matrix and vector (copies). :class:`HyperModel` can contract the
+    ``bias`` give the whole matrix and vector (copies).
+    [`HyperModel`][hyperlab.hypernet.HyperModel] can contract the
     first-layer block with x directly instead of materialising per-sample weight matrices.
     """
 
@@ -192,7 +193,8 @@ class ChunkedHead(nn.Module):
     head has O(hidden·(d_k + chunk_size)) parameters instead of N_g·d_k. ``hidden`` is G's
     hidden width, or its widths (``[10, 10]``: the released continual-learning hypernetwork).
     The output is multiplied by a fixed per-coordinate scale so generated weights start at the
-    primary's target scale (:meth:`calibrate`; :meth:`xavier_` instead sets the released
+    primary's target scale ([`calibrate`][hyperlab.hypernet.ChunkedHead.calibrate];
+    [`xavier_`][hyperlab.hypernet.ChunkedHead.xavier_] instead sets the released
     code's init with no scale).
     """
 
@@ -250,7 +252,8 @@ class ChunkedHead(nn.Module):
         self.out_shift: Tensor  # where generated coordinates start (1 for a norm scale)
         self.register_buffer("out_shift", target_mean(primary))
         self.shifted = bool(self.out_shift.any())
-        #: the output is used unscaled (after :meth:`xavier_`, which sets the scale to 1)
+        #: the output is used unscaled (after [`xavier_`][hyperlab.hypernet.ChunkedHead.xavier_],
+        # which sets the scale to 1)
         self.unit_scale = False
 
     def hidden(self, e: Tensor) -> Tensor:
@@ -325,8 +328,9 @@ class HyperNetwork(nn.Module):
 
     ``hidden`` are the widths of f's hidden layers, so f has ``len(hidden) + 1`` linear layers
     (the paper's k). ``head='full'`` is a linear layer onto all N_g parameters; ``'chunked'``
-    shares one generator across chunks; ``'lora'`` (for a :class:`hyperlab.lora.LoRAPrimary`)
-    generates low-rank deltas T2L-style (:class:`hyperlab.lora.LoRAHead`).
+    shares one generator across chunks; ``'lora'`` (for a
+    [`hyperlab.lora.LoRAPrimary`][hyperlab.lora.LoRAPrimary])
+    generates low-rank deltas T2L-style ([`hyperlab.lora.LoRAHead`][hyperlab.lora.LoRAHead]).
     ``init='hyperfan'`` (standard parameterization only) scales the head so that generated
     weights start with the variance the primary expects, measured on ``init_cond`` (default:
     standard-normal conditions).
@@ -475,7 +479,8 @@ class HyperModel(nn.Module):
     For an MLP primary with a full head and one x per condition, the first layer of g can be
     contracted with x straight from the head's weights, never materialising the per-sample
     first-layer matrices: ``fused=True`` always, ``False`` never, ``None`` (default) when g's
-    first weight has at least :data:`FUSE_MIN_NUMEL` entries (below that the extra kernels
+    first weight has at least ``FUSE_MIN_NUMEL`` entries (below
+    that the extra kernels
     cost more than the materialised weights: ``benchmarks/fuse_threshold.py``).
     """
 
@@ -501,7 +506,7 @@ class HyperModel(nn.Module):
     def forward(self, x: Tensor, cond: Tensor, *, dedupe: bool = False,
                 condition_ids: Tensor | None = None) -> Tensor:  # fmt: skip
         """h(x, I); ``condition_ids`` (one per condition) pass to a primary that keeps
-        per-condition state (:class:`hyperlab.modules.ModulePrimary` with
+        per-condition state ([`hyperlab.modules.ModulePrimary`][hyperlab.modules.ModulePrimary] with
         ``bn_stats='per_condition'``)."""
         if condition_ids is not None:
             return self.g(x, self.f(cond), condition_ids=condition_ids)

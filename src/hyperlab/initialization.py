@@ -20,7 +20,8 @@ def hyperfan_in_std(primary: Primary, in_features: int, feature_second_moment: f
 
     A generated weight is θ_j = Σ_k H_jk e_k + c_j; with zero-mean H and zero c its variance is
     d_k · Var(H_j) · E[e²]. Rows that generate biases, norm scales and shifts get std 0 (they
-    start at their mean, :func:`target_mean`: 0, or 1 for a scale) but still receive gradients.
+    start at their mean, [`target_mean`][hyperlab.initialization.target_mean]: 0, or 1 for a scale)
+    but still receive gradients.
     """
     if feature_second_moment <= 0 or not math.isfinite(feature_second_moment):
         raise ValueError(

@@ -2,7 +2,8 @@
 
 Every file hyperlab writes (checkpoints, results JSON, figures' data) goes through the
 ``atomic_*`` helpers: the payload is written to a temporary file in the target's directory,
-flushed and fsync'ed, then moved over the target with :func:`os.replace`. A crash or an
+flushed and fsync'ed, then moved over the target with ``os.replace``. A
+crash or an
 exception mid-write therefore never leaves a truncated file behind, and the previous version
 of the target (if any) stays intact. Temporary files are named ``.<name>.<random>.tmp`` and
 are removed on failure.
@@ -83,7 +84,8 @@ def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None], what: str)
 
     The parent directory is created if missing. The new file gets the mode of the file it
     replaces, or the usual ``0o666 & ~umask`` for a new file (not the 0600 of a temp file).
-    An OS error (disk full, permissions) is re-raised as :class:`WriteError` naming ``path``
+    An OS error (disk full, permissions) is re-raised as [`WriteError`][hyperlab.io.WriteError]
+    naming ``path``
     and ``what``; the previous file stays as it was.
     """
     target = Path(path)
@@ -188,7 +190,8 @@ def to_jsonable(obj: Any) -> Any:
 def atomic_write_json(path: PathLike, obj: Any, *, what: str = "a JSON file") -> Path:
     """Atomically write ``obj`` as indented JSON (2 spaces, trailing newline).
 
-    Non-finite floats (NaN, inf) are written as ``null``; see :func:`to_jsonable` for the
+    Non-finite floats (NaN, inf) are written as ``null``; see
+    [`to_jsonable`][hyperlab.io.to_jsonable] for the
     other conversions. Serialisation happens before anything touches the disk, so an
     unserialisable object leaves no trace.
     """
@@ -204,7 +207,8 @@ def atomic_torch_save(obj: Any, path: PathLike, *, what: str = "a checkpoint") -
 def ensure_writable_dir(path: PathLike, *, argument: str = "--out") -> Path:
     """Create directory ``path`` (with parents) and check that a file can be written in it.
 
-    Raises :class:`OutputDirError` naming ``argument`` and the path otherwise. Writability
+    Raises [`OutputDirError`][hyperlab.io.OutputDirError] naming ``argument`` and the path
+    otherwise. Writability
     is probed by really creating (and deleting) a file, which is reliable also as root.
     """
     p = Path(path).expanduser()
@@ -248,7 +252,8 @@ def safe_torch_load(path: PathLike) -> Any:
 
     Uses ``weights_only=True``: only tensors, containers and plain Python values load.
     A corrupt, truncated or non-torch file (or one that would need arbitrary code to
-    unpickle) raises :class:`CheckpointError` naming the file. A missing or unreadable file
+    unpickle) raises [`CheckpointError`][hyperlab.io.CheckpointError] naming the file. A missing or
+    unreadable file
     raises the usual ``FileNotFoundError``/``PermissionError``.
     """
     p = Path(path)

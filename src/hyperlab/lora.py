@@ -3,15 +3,18 @@ delta per weight set, W = W₀ + (α/r)·B·A (Hu et al. 2021), the A and B made
 from a condition (a task embedding: Text-to-LoRA's HyperModulator, Charakorn et al. ICML 2025;
 HypeLoRA).
 
-* :class:`LoRAPrimary` is the primary: its layout is every target layer's ``lora_A`` (r × fan-in)
+* [`LoRAPrimary`][hyperlab.lora.LoRAPrimary] is the primary: its layout is every target layer's
+``lora_A`` (r × fan-in)
   and ``lora_B`` (out × r), plus any base parameters named in ``generate`` (generated whole); the
   rest of the base is frozen and shared. A Linear computes x W₀ᵀ + s·(x Aᵀ) Bᵀ and a Conv
   conv(x, W₀) + s·conv₁ₓ₁(conv(x, A), B): B·A is never formed, except for a Linear whose weight
   its parent reads directly (``nn.MultiheadAttention.out_proj``), where W₀ + s·B·A is.
-* :class:`LoRAHead` is ``HyperNetwork(..., head="lora")``: one generator shared by every target
+* [`LoRAHead`][hyperlab.lora.LoRAHead] is ``HyperNetwork(..., head="lora")``: one generator shared
+by every target
   layer, fed [e; layer embedding; module-type embedding] (T2L's learned depth and type
   embeddings), with one A and one B output per module type; B's output starts at zero (so h is
-  the base network at init) or, with :meth:`LoRAHead.init_from`, at given adapter weights.
+  the base network at init) or, with [`LoRAHead.init_from`][hyperlab.lora.LoRAHead.init_from], at
+  given adapter weights.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class LoRAPrimary(ModulePrimary):
     ``alpha / rank`` (``alpha`` default: ``rank``). ``generate`` (parameter names or patterns)
     adds base parameters generated whole (a classifier head, say). Load a pretrained base into
     ``base`` before wrapping; its other parameters are frozen (``requires_grad`` off) and
-    shared. A :class:`~hyperlab.modules.ModulePrimary` underneath: BatchNorm per weight set
+    shared. A [`ModulePrimary`][hyperlab.modules.ModulePrimary] underneath: BatchNorm per weight set
     and ``bn_stats`` work the same."""
 
     def __init__(
@@ -235,7 +238,8 @@ def _no_mha_fastpath() -> Iterator[None]:
 
 
 class LoRAHead(nn.Module):
-    """T2L-style generator of every LoRA tensor of a :class:`LoRAPrimary`: for target layer ℓ
+    """T2L-style generator of every LoRA tensor of a [`LoRAPrimary`][hyperlab.lora.LoRAPrimary]:
+    for target layer ℓ
     of module type m, h = act(W [e; z_ℓ; u_m] + c) with learned layer (depth) embeddings z and
     type embeddings u, then A_ℓ = H_A^m h + a_ℓ and B_ℓ = H_B^m h + b_ℓ (one A and one B output
     per type, shared by its layers; a_ℓ, b_ℓ per-layer offsets, zero unless set from adapter

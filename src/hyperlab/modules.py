@@ -1,10 +1,11 @@
-"""Any ``nn.Module`` as a primary: :class:`ModulePrimary`, via ``torch.func.functional_call``
+"""Any ``nn.Module`` as a primary: [`ModulePrimary`][hyperlab.modules.ModulePrimary], via
+``torch.func.functional_call``
 and ``vmap`` (one call for every weight set, no loop).
 
 What a researcher's own network needs beyond dense layers:
 
 * **Norm layers per weight set.** The parameters of BatchNorm / LayerNorm / GroupNorm /
-  InstanceNorm / RMSNorm are norm *scales* and *shifts* (:class:`~hyperlab.primary.ParamSpec`
+  InstanceNorm / RMSNorm are norm *scales* and *shifts* ([`ParamSpec`][hyperlab.primary.ParamSpec]
   roles): generated ones start at 1 and 0, the module's own init. In train mode a BatchNorm
   normalises each weight set's samples with that set's batch statistics, as running the module
   once per weight set would; its running statistics are this primary's buffers (so in
@@ -236,7 +237,8 @@ class ModulePrimary(Primary):
     def forward(
         self, x: Tensor, params: Params, *, condition_ids: Tensor | int | None = None
     ) -> Tensor:
-        """g(x; θ) as :meth:`Primary.forward`; ``condition_ids`` (one per weight set, shape the
+        """g(x; θ) as [`Primary.forward`][hyperlab.primary.Primary.forward]; ``condition_ids`` (one
+        per weight set, shape the
         params' batch shape) select BatchNorm statistics with ``bn_stats='per_condition'``."""
         self._ids = self._check_ids(condition_ids, params)
         try:
@@ -286,7 +288,8 @@ class ModulePrimary(Primary):
     def _patched(
         self, collect: list, eval_stats: dict[str, tuple[Tensor, Tensor]]
     ) -> Iterator[None]:
-        """Every BatchNorm of the module runs :meth:`_bn_forward` for the duration; the
+        """Every BatchNorm of the module runs
+        ``_bn_forward`` for the duration; the
         module's train/eval flag follows this primary's."""
         module, was = self.module, self.module.training
         module.train(self.training)
@@ -442,7 +445,8 @@ def siren_init_(
 ) -> nn.Module:
     """SIREN's initialisation of the ``nn.Linear`` layers of ``module`` in order: the first
     U(−1/n, 1/n), the others U(−√(6/n)/ω₀, √(6/n)/ω₀), n the fan-in (biases keep PyTorch's
-    default). Returns ``module``; a :class:`ModulePrimary` of it then targets these scales."""
+    default). Returns ``module``; a [`ModulePrimary`][hyperlab.modules.ModulePrimary] of it then
+    targets these scales."""
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("module: has no nn.Linear layer to initialise")

@@ -1,13 +1,16 @@
 """Primary networks g(x; θ) as functional, batched objects.
 
-A primary network is a description of its parameter tensors (:class:`ParamLayout`) plus a forward
+A primary network is a description of its parameter tensors
+([`ParamLayout`][hyperlab.primary.ParamLayout]) plus a forward
 that takes those parameters as an argument. Parameters may carry any number of leading batch
 dimensions ``P``; the input then has shape ``(*P, *G, *in_shape)``: one parameter set per leading
 index, applied to a group ``G`` (possibly empty) of inputs. All parameter sets run in one batched
 call (``bmm`` / grouped convolution / ``torch.func.vmap``), never a Python loop over samples.
 
-Built in: :class:`MLP`, :class:`ConvNet` (conv + pool + dense, the papers' MNIST target) and
-:class:`hyperlab.modules.ModulePrimary`, which turns any ``nn.Module`` into a primary via
+Built in: [`MLP`][hyperlab.primary.MLP], [`ConvNet`][hyperlab.primary.ConvNet] (conv + pool +
+dense, the papers' MNIST target) and
+[`hyperlab.modules.ModulePrimary`][hyperlab.modules.ModulePrimary], which turns any ``nn.Module``
+into a primary via
 ``torch.func`` (norm layers per weight set, partial generation).
 """
 
@@ -38,7 +41,8 @@ MONOTONE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu", "tanh", "sigmoid"
 
 
 def activation_fn(name: str, negative_slope: float = LEAKY_SLOPE, omega0: float = OMEGA0):
-    """The elementwise function for an activation name (one of :data:`ACTIVATIONS`; 'sine' is
+    """The elementwise function for an activation name (one of
+    ``ACTIVATIONS``; 'sine' is
     SIREN's sin(ω₀ x))."""
     if name == "sine":
         return lambda t: torch.sin(omega0 * t)
@@ -232,7 +236,8 @@ def _fans(shape: Sequence[int]) -> tuple[int, int]:
 def check_finite(x: Tensor, argument: str) -> None:
     """Raise a ValueError naming ``argument`` if ``x`` holds NaN/inf (skipped under torch.func
     and torch.compile, where a data-dependent check would break the graph, and where
-    :func:`hyperlab.runtime.input_checks` turned it off: it reads a value back from the device)."""
+    [`hyperlab.runtime.input_checks`][hyperlab.runtime.input_checks] turned it off: it reads a
+    value back from the device)."""
     if not checks_enabled() or torch.compiler.is_compiling():
         return
     if torch._C._functorch.is_functorch_wrapped_tensor(x):
@@ -268,7 +273,8 @@ def check_dtype(x: Tensor, dtype: torch.dtype, argument: str) -> None:
 
 
 class Primary(nn.Module):
-    """Base class: a functional network ``g(x; θ)`` with a :class:`ParamLayout`.
+    """Base class: a functional network ``g(x; θ)`` with a
+    [`ParamLayout`][hyperlab.primary.ParamLayout].
 
     Subclasses set ``layout``, ``in_shape`` and ``out_shape`` and implement
     ``_forward_single(x, params)`` (params unbatched, x of shape (n, *in_shape)) and
@@ -283,12 +289,14 @@ class Primary(nn.Module):
     #: gain of the activation (√2 for ReLU): sets the hyperfan-in target variance
     gain: float = 1.0
     #: capability: a stack of dense/conv layers, one (filter, bias) per unit, with one
-    #: ``activation`` between layers, as :func:`hyperlab.generative.gauge.layers_of` reads it
+    #: ``activation`` between layers, as
+    # [`hyperlab.generative.gauge.layers_of`][hyperlab.generative.gauge.layers_of] reads it
     #: (gauge fixing and the MNF baseline need it)
     layered: bool = False
     activation: str | None = None
     activate_output: bool = False
-    #: capability: :meth:`forward_fused_head` contracts x with a linear head's weights directly
+    #: capability: [`forward_fused_head`][hyperlab.primary.Primary.forward_fused_head] contracts x
+    # with a linear head's weights directly
     fused_head: bool = False
 
     def forward(self, x: Tensor, params: Params) -> Tensor:
@@ -338,7 +346,8 @@ class Primary(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> dict[str, Tensor]:
-        """Fresh parameters with leading ``batch_shape`` (:func:`init_params`)."""
+        """Fresh parameters with leading ``batch_shape``
+        ([`init_params`][hyperlab.primary.init_params])."""
         return init_params(
             self.layout,
             batch_shape,

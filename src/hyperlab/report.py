@@ -1,7 +1,9 @@
 """``hyperlab report DIR...``: gather finished runs into one Markdown page.
 
 Each DIR is a run folder holding ``results.json`` (as written by
-:func:`hyperlab.experiments.run_experiment`) or a folder searched recursively for them. The
+[`hyperlab.experiments.run_experiment`][hyperlab.experiments.runner.run_experiment]) or a folder
+searched
+recursively for them. The
 page opens with one table, a row per (run, claim): the paper's figure, the claim, our numbers
 behind it and whether it held; then a section per run with its comparison rows, notes and
 figures (linked relative to the page). Every number on the page is read from the runs.
@@ -48,7 +50,8 @@ def find_results(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def load_records(files: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """Read and check each results file; a bad one is a :class:`ReportError` naming it."""
+    """Read and check each results file; a bad one is a
+    [`ReportError`][hyperlab.report.ReportError] naming it."""
     out = []
     for f in files:
         try:

@@ -1,9 +1,12 @@
 """Where and how computation runs: the device, CPU threads, the allocator, input checks.
 
 The runtime concerns every path of hyperlab shares (training, the kernels, the experiments, the
-benchmarks): :func:`resolve_device` turns ``cpu`` / ``cuda[:i]`` into a device or a clear error,
-:func:`num_threads` sets torch's CPU threads for a block, :func:`keep_freed_memory` keeps glibc
-from returning large freed blocks to the OS between steps, and :func:`input_checks` switches
+benchmarks): [`resolve_device`][hyperlab.runtime.resolve_device] turns ``cpu`` / ``cuda[:i]`` into
+a device or a clear error,
+[`num_threads`][hyperlab.runtime.num_threads] sets torch's CPU threads for a block,
+[`keep_freed_memory`][hyperlab.runtime.keep_freed_memory] keeps glibc
+from returning large freed blocks to the OS between steps, and
+[`input_checks`][hyperlab.runtime.input_checks] switches
 off the data-dependent input checks (NaN/inf), which on a GPU cost a host synchronisation.
 """
 
@@ -81,7 +84,9 @@ def checks_enabled() -> bool:
 def input_checks(enabled: bool) -> Iterator[None]:
     """Turn the data-dependent input checks on or off inside the block (they nest). Shape and
     dtype checks always run; the NaN/inf checks read a value back from the device, a host
-    synchronisation on a GPU, so :func:`hyperlab.train.fit` checks the first batch and runs the
+    synchronisation on a GPU, so [`hyperlab.train.fit`][hyperlab.train.loop.fit] checks the first
+    batch
+    and runs the
     rest without them."""
     _checks.append(bool(enabled))
     try:

@@ -1,8 +1,10 @@
 """Dataset readers (MNIST, Fashion-MNIST, CIFAR-10) and task builders for the papers' experiments.
 
 Data is looked up under ``data_dir``, else ``$HYPERLAB_DATA``, else the user cache dir; see
-:mod:`hyperlab.data.datasets` (its checksum registry, downloads and verification live there).
-Task builders (:mod:`hyperlab.data.tasks`) return batched dicts ``{"x", "cond", "y"}``.
+[`hyperlab.data.datasets`][hyperlab.data.datasets] (its checksum registry, downloads and
+verification live there).
+Task builders ([`hyperlab.data.tasks`][hyperlab.data.tasks]) return batched dicts ``{"x", "cond",
+"y"}``.
 """
 
 from .datasets import (

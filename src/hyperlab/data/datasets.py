@@ -1,15 +1,17 @@
 """Readers for MNIST, Fashion-MNIST and CIFAR-10 (python version), with MD5 checks.
 
-Layout under the data root (see :func:`resolve_data_dir`)::
+Layout under the data root (see [`resolve_data_dir`][hyperlab.data.datasets.resolve_data_dir])::
 
     <root>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
     <root>/fashion-mnist/  (same four names)
     <root>/cifar10/{data_batch_1..5,test_batch,batches.meta}
         (``<root>/cifar10/cifar-10-batches-py/`` is accepted too)
 
-Every official file is checked against the size and MD5 in :data:`REGISTRY` before it is parsed
+Every official file is checked against the size and MD5 in
+[`REGISTRY`][hyperlab.data.datasets.REGISTRY] before it is parsed
 (the verified result is cached per ``(path, size, mtime)``), so a corrupt file raises
-:class:`DataCorruptError` instead of silently training on garbage. Files that are not the
+[`DataCorruptError`][hyperlab.data.datasets.DataCorruptError] instead of silently training on
+garbage. Files that are not the
 official ones (subsets, synthetic test fixtures) can be read with ``verify=False``: the MD5 check
 is skipped, every format check still runs. A user's file is never deleted or overwritten.
 """
@@ -487,7 +489,8 @@ def load_fashion_mnist(
     *,
     verify: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST, same format and options as :func:`load_mnist`."""
+    """Fashion-MNIST, same format and options as
+    [`load_mnist`][hyperlab.data.datasets.load_mnist]."""
     return _load_idx_dataset("fashion-mnist", split, data_dir, download, verify)
 
 
@@ -613,7 +616,8 @@ def normalize(
 ) -> torch.Tensor:
     """(images - mean) / std; per-channel sequences broadcast over dim -3 of (..., C, H, W).
 
-    uint8 inputs are first converted with :func:`to_float`. The defaults are the MNIST
+    uint8 inputs are first converted with [`to_float`][hyperlab.data.datasets.to_float]. The
+    defaults are the MNIST
     constants, which the modularity paper's code also applies to CIFAR-10.
     """
     x = to_float(images) if not images.is_floating_point() else images

@@ -4,13 +4,18 @@ Conventions shared by all builders: a batch is a dict with ``"x"`` (the primary 
 input), ``"cond"`` (the hypernetwork's / embedding's input I) and ``"y"`` (the target), one row
 per sample. Randomness comes only from an explicit ``torch.Generator``.
 
-* :func:`synthetic_task`: y(x, I) = <x, h(I)>, modularity paper (Galanti & Wolf 2020), Sec. 5.
-* :func:`rotation_batch`: predict the rotation of an image, modularity paper Sec. 5.
-* :func:`rotation_pair_batch`: the infinite-width paper's rotation variant (Littwin et al. 2020;
+* [`synthetic_task`][hyperlab.data.tasks.synthetic_task]: y(x, I) = <x, h(I)>, modularity paper
+(Galanti & Wolf 2020), Sec. 5.
+* [`rotation_batch`][hyperlab.data.tasks.rotation_batch]: predict the rotation of an image,
+modularity paper Sec. 5.
+* [`rotation_pair_batch`][hyperlab.data.tasks.rotation_pair_batch]: the infinite-width paper's
+rotation variant (Littwin et al. 2020;
   notes B.4).
-* :func:`colorization_batch`: modularity paper, appendix 1.3 (our design; the authors' code
+* [`colorization_batch`][hyperlab.data.tasks.colorization_batch]: modularity paper, appendix 1.3
+(our design; the authors' code
   only has a stub).
-* :func:`split_tasks`, :class:`PermutedTasks`: SplitMNIST and PermutedMNIST, the task
+* [`split_tasks`][hyperlab.data.tasks.split_tasks],
+[`PermutedTasks`][hyperlab.data.tasks.PermutedTasks]: SplitMNIST and PermutedMNIST, the task
   sequences of continual learning with hypernetworks (von Oswald et al. 2020), as
   ``{"x", "y"}`` per task (labels within the task).
 """
@@ -112,7 +117,7 @@ class SigmoidTarget(nn.Module):
     ``kind="sigmoid"``: the plain network, ``nn.Linear``'s default init (weights and biases
     U(-1/sqrt(fan_in), 1/sqrt(fan_in))), unscaled. Most of Var y is then the I-independent part
     <x, E_I h(I)> (the sigmoids' mean passes through), which the least-squares fit of y on x
-    captures; see :func:`best_independent_mse`.
+    captures; see [`best_independent_mse`][hyperlab.data.tasks.best_independent_mse].
 
     ``kind="centred"``: weights are Gaussian, scaled so that every hidden pre-activation has
     std ``gain`` for I ~ N(0, I) (default 2: not saturated, yet only ~85% of the variance of h

@@ -1,10 +1,11 @@
 """Named experiments reproducing the three papers' figures and tables (``hyperlab list``).
 
-One package per paper (:mod:`.modularity`, :mod:`.infinite_width`, :mod:`.generating`), one
-module per figure or table; the machinery they share lives in :mod:`.base` (registry,
-:class:`RunContext`), :mod:`.runner` (:func:`run_experiment`: the output folder, provenance,
-results.json), :mod:`.config` (typed configs), :mod:`.claims`, :mod:`.stats`,
-:mod:`.evaluate`, :mod:`.figures` and :mod:`.papers`.
+One package per paper (`.modularity`, `.infinite_width`, `.generating`), one
+module per figure or table; the machinery they share lives in `.base` (registry,
+[`RunContext`][hyperlab.experiments.base.RunContext]), `.runner`
+([`run_experiment`][hyperlab.experiments.runner.run_experiment]: the output folder, provenance,
+results.json), `.config` (typed configs), `.claims`, `.stats`,
+`.evaluate`, `.figures` and `.papers`.
 """
 
 from hyperlab.experiments.base import (

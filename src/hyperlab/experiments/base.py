@@ -1,16 +1,22 @@
 """Experiment registry and run context: every paper figure/table is a named, configurable run.
 
-An :class:`Experiment` has a typed config (:mod:`hyperlab.experiments.config`) whose defaults are
+An [`Experiment`][hyperlab.experiments.base.Experiment] has a typed config
+([`hyperlab.experiments.config`][hyperlab.experiments.config]) whose defaults are
 the paper's sizes (preset ``full``), and presets ``quick`` (minutes on 2 CPU cores), ``tiny``
 (seconds, for tests: the same code path) and optional named variants, each an override of those
-defaults. :func:`hyperlab.experiments.runner.run_experiment` runs one and writes
+defaults. [`run_experiment`][hyperlab.experiments.runner.run_experiment] runs one and writes
 ``results.json`` atomically (resolved config, metrics, claims with their evidence, provenance)
 beside the figures.
 
-:class:`RunContext` is the only way an experiment gets its typed config, randomness
-(:meth:`RunContext.seed_for`, :meth:`RunContext.generator`), its device, a training run
-(:meth:`RunContext.fit`; :meth:`RunContext.fit_tasks` for a task sequence) and a saved figure
-(:meth:`RunContext.save_figure`).
+[`RunContext`][hyperlab.experiments.base.RunContext] is the only way an experiment gets its typed
+config, randomness
+([`RunContext.seed_for`][hyperlab.experiments.base.RunContext.seed_for],
+[`RunContext.generator`][hyperlab.experiments.base.RunContext.generator]), its device, a training
+run
+([`RunContext.fit`][hyperlab.experiments.base.RunContext.fit];
+[`RunContext.fit_tasks`][hyperlab.experiments.base.RunContext.fit_tasks] for a task sequence) and a
+saved figure
+([`RunContext.save_figure`][hyperlab.experiments.base.RunContext.save_figure]).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from hyperlab.experiments.config import Config, ConfigError
 from hyperlab.experiments.papers import Paper
 from hyperlab.plots import save_figure
 
-#: the config type of a :class:`RunContext` (each experiment's own Config subclass)
+#: the config type of a [`RunContext`][hyperlab.experiments.base.RunContext] (each experiment's own
+# Config subclass)
 C = TypeVar("C", bound=Config, covariant=True)
 
 PRESETS = ("full", "quick", "tiny")
@@ -81,7 +88,7 @@ class RunContext(Generic[C]):
 
     def save_figure(self, fig: Figure, stem: str) -> str:
         """Save ``fig`` as ``stem.png`` in the output folder (atomically) and close it; returns
-        the file name, as :attr:`Result.figures` lists it."""
+        the file name, as `Result.figures` lists it."""
         return save_figure(fig, self.figure_path(stem)).name
 
     def checkpoint_dir(self, *parts: object) -> Path:
@@ -104,7 +111,8 @@ class RunContext(Generic[C]):
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 33
 
     def generator(self, *parts: object) -> torch.Generator:
-        """A CPU generator seeded by :meth:`seed_for` (an independent stream per ``parts``)."""
+        """A CPU generator seeded by [`seed_for`][hyperlab.experiments.base.RunContext.seed_for]
+        (an independent stream per ``parts``)."""
         return torch.Generator().manual_seed(self.seed_for("gen", *parts))
 
     def _train_config(self, key: Sequence[object], seed_key: Sequence[object] | None,
@@ -142,8 +150,10 @@ class RunContext(Generic[C]):
         desc: str | None = None,
         **kwargs: Any,
     ) -> train.History:
-        """:func:`hyperlab.train.fit` on this run's device, with the checkpoint folder
-        ``checkpoints/<key>`` and the seed :meth:`seed_for` ``(*(seed_key or key))``.
+        """[`hyperlab.train.fit`][hyperlab.train.loop.fit] on this run's device, with the checkpoint
+        folder
+        ``checkpoints/<key>`` and the seed
+        [`seed_for`][hyperlab.experiments.base.RunContext.seed_for] ``(*(seed_key or key))``.
 
         ``kwargs`` (``evaluate``, ``transform``) pass through. Returns the History.
         """
@@ -175,7 +185,8 @@ class RunContext(Generic[C]):
         lr_decay: float = 1.0,
         **kwargs: Any,
     ) -> list[train.History | train.TrainingDiverged]:
-        """:func:`hyperlab.train.fit_seeds`: the runs :meth:`fit` would make with ``keys[s]``
+        """[`hyperlab.train.fit_seeds`][hyperlab.train.seeds.fit_seeds]: the runs
+        [`fit`][hyperlab.experiments.base.RunContext.fit] would make with ``keys[s]``
         (and ``seed_keys[s]``), trained side by side, with the same checkpoint folders (a run
         that trained them one by one resumes them, and the other way round)."""
         seeds: list[Sequence[object] | None] = [*seed_keys] if seed_keys else [None] * len(keys)
@@ -200,7 +211,8 @@ class RunContext(Generic[C]):
         key: Sequence[object],
         **kwargs: Any,
     ) -> continual.ContinualResult:
-        """:func:`hyperlab.continual.fit_tasks` on this run's device, checkpointing after
+        """[`hyperlab.continual.fit_tasks`][hyperlab.continual.fit_tasks] on this run's device,
+        checkpointing after
         every task to ``checkpoints/<key>/tasks.pt`` (a rerun resumes after the last finished
         task). ``kwargs`` (``infer``, ``on_task``) pass through."""
         path = self.checkpoint_dir(*key) / "tasks.pt"
@@ -253,7 +265,8 @@ class Experiment:
     #: whether the run computes on ``--device`` (False: CPU only, whatever is asked; the
     #: record then says cpu)
     uses_device: bool = True
-    #: the sizes the paper states, config field -> value (:mod:`hyperlab.experiments.scale`):
+    #: the sizes the paper states, config field -> value
+    # ([`hyperlab.experiments.scale`][hyperlab.experiments.scale]):
     #: results.json's ``scale`` compares the resolved config with them
     paper_sizes: Mapping[str, Any] = field(default_factory=dict)
 
@@ -285,7 +298,8 @@ def register(experiment: Experiment) -> Experiment:
 
 
 def discover() -> dict[str, Experiment]:
-    """Import every module below :mod:`hyperlab.experiments` so that all experiments register."""
+    """Import every module below ``hyperlab.experiments`` so that all
+    experiments register."""
     pkg = importlib.import_module(__package__ or "hyperlab.experiments")  # this module's package
     for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
         importlib.import_module(info.name)

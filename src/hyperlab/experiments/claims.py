@@ -1,17 +1,22 @@
 """Claims as data: what a paper states, where, the rule that judges it, the numbers we measured,
 and whether it held.
 
-``results.json["claims"]`` is a list of :class:`Claim` records; the printed comparison, the
+``results.json["claims"]`` is a list of [`Claim`][hyperlab.experiments.claims.Claim] records; the
+printed comparison, the
 report and ``REPRODUCTION.md`` read only this list. Each claim carries its ``rule`` in words a
 reader can recompute from its ``evidence``; ``held`` is ``None`` ("not judged") when the numbers
 cannot decide it, and ``not_judged`` says why (a comparison within noise, sides at chance, too
 few repetitions to estimate the noise, a model that did not train, a vacuous statement).
 
 The rules here are the paper's sentences made precise, one helper per kind of sentence:
-:func:`compare` ("A is lower than B"), :func:`at_every` (... at every swept value),
-:func:`monotone` ("A improves as k grows", judged over every swept value, not its endpoints),
-:func:`no_improvement` ("A does not improve as k grows", only for a model that trained) and
-:func:`at_least` (a threshold). Differences count only beyond :data:`NOISE_SE` standard errors.
+[`compare`][hyperlab.experiments.claims.compare] ("A is lower than B"),
+[`at_every`][hyperlab.experiments.claims.at_every] (... at every swept value),
+[`monotone`][hyperlab.experiments.claims.monotone] ("A improves as k grows", judged over every
+swept value, not its endpoints),
+[`no_improvement`][hyperlab.experiments.claims.no_improvement] ("A does not improve as k grows",
+only for a model that trained) and
+[`at_least`][hyperlab.experiments.claims.at_least] (a threshold). Differences count only beyond
+``NOISE_SE`` standard errors.
 """
 
 from __future__ import annotations
@@ -128,7 +133,8 @@ def compare(
 ) -> Verdict:
     """ "``a`` is lower than ``b``" (``lower=False``: higher) over repetitions ``a``, ``b``.
 
-    Held when the difference of the means is beyond :data:`NOISE_SE` standard errors in the
+    Held when the difference of the means is beyond
+    ``NOISE_SE`` standard errors in the
     claimed direction; not held when it is beyond them the other way; not judged when it is
     within them, when both sides are within them of ``chance``, or when one repetition per side
     without a measurement ``noise`` leaves the noise unknown. ``paired``: ``a[i]`` and ``b[i]``
@@ -178,7 +184,8 @@ def at_every(
     noise: tuple[float | None, float | None] = (None, None),
     chance: float | None = None,
 ) -> Verdict:
-    """:func:`compare` at every swept value: held if it holds at each, not held if it fails at
+    """[`compare`][hyperlab.experiments.claims.compare] at every swept value: held if it holds at
+    each, not held if it fails at
     one, else not judged (naming the values that were within noise)."""
     outs = [compare(ra, rb, lower=lower, names=names, noise=noise, chance=chance)
             for ra, rb in zip(a_rows, b_rows, strict=True)]  # fmt: skip
@@ -284,7 +291,8 @@ def at_least(value: float, threshold: float, *, name: str = "the value", se: flo
 def within(samples: Sequence[float], reference: float, spread: float, *, name: str = "the value",
            source: str = "") -> Verdict:  # fmt: skip
     """ "``name`` matches the paper's ``reference`` ± ``spread``" over repetitions ``samples``:
-    held when the mean is within :data:`NOISE_SE` × √(SE² + spread²) of it (our standard error
+    held when the mean is within ``NOISE_SE`` × √(SE² +
+    spread²) of it (our standard error
     and the paper's ± together: the paper's repetitions are rarely stated, so its ± stands for
     its mean's uncertainty), not held when beyond; not judged without two finite repetitions."""
     rule = (f"{name}: mean within {NOISE_SE:g} × sqrt(SE² + paper's ±²) of the paper's "

@@ -1,6 +1,7 @@
 """Typed experiment configs: one frozen dataclass per experiment, checked on construction.
 
-Every field is declared with :func:`param`: its default (the paper's setting, i.e. the ``full``
+Every field is declared with [`param`][hyperlab.experiments.config.param]: its default (the paper's
+setting, i.e. the ``full``
 preset), one line saying what it means, and optional checks (``min``, ``choices``, non-empty
 lists). Presets (``quick``, ``tiny``, named variants) are overrides of those defaults, and so are
 ``--set key=value`` overrides: every value goes through the same type and range check, so a bad
@@ -142,7 +143,8 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        """Checks across fields (override in a subclass; raise :class:`ConfigError`)."""
+        """Checks across fields (override in a subclass; raise
+        [`ConfigError`][hyperlab.experiments.config.ConfigError])."""
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -3,7 +3,7 @@ independent cells as a submitit job array (Slurm where ``srun`` exists, submitit
 executor otherwise), then merges them into the ``results.json`` the one-process run writes.
 
 A cell is the run restricted to one value of the experiment's first swept field (its first
-list-valued :attr:`~hyperlab.experiments.base.Experiment.selects` field: the depths, the
+list-valued ``selects`` field: the depths, the
 dimensions, the learning rates...). Every cell trains into the same ``--out/checkpoints/<config
 hash>`` folder (the swept fields are out of the hash, the checkpoint keys name the value), with
 its own lock and record under ``--out/cells/``; the merge then runs the whole config in

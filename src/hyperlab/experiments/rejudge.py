@@ -1,8 +1,9 @@
 """Judge a finished run again under the current rules: ``hyperlab rejudge DIR...``.
 
 A record's claims are a function of its config and metrics alone (each experiment's
-:attr:`~hyperlab.experiments.base.Experiment.judge`), so a stricter rule reaches every record
-without retraining: :func:`rejudge` recomputes ``claims`` and ``scale`` from ``results.json``,
+[`judge`][hyperlab.experiments.base.Experiment.judge]), so a stricter rule reaches every record
+without retraining: [`rejudge`][hyperlab.experiments.rejudge.rejudge] recomputes ``claims`` and
+``scale`` from ``results.json``,
 keeps the metrics untouched, records what it replaced (``rejudged``), and reports every verdict
 that changed.
 """

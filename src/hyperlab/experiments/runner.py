@@ -1,8 +1,10 @@
 """Running one experiment into an output folder: the folder's lock and state, the checkpoints
 to resume, provenance, and ``results.json``.
 
-:func:`run_experiment` is the one way a run happens (the CLI and the tests call it). One run at a
-time writes into an ``--out``: a lock held for the whole run (:func:`out_dir_lock`) refuses a
+[`run_experiment`][hyperlab.experiments.runner.run_experiment] is the one way a run happens (the
+CLI and the tests call it). One run at a
+time writes into an ``--out``: a lock held for the whole run
+([`out_dir_lock`][hyperlab.experiments.runner.out_dir_lock]) refuses a
 second one, naming the holder; a lock left by a killed run is taken over and said so. A run
 sweeps the temporary files an interrupted write left behind, refuses a folder holding another
 run's results (or a results.json it cannot read) unless ``overwrite``, and leaves no new folder
@@ -62,7 +64,9 @@ class OutDirLockedError(RunStateError):
 
 def config_hash(name: str, config: Config, seed: int, selects: Sequence[str] = ()) -> str:
     """Short hash of what a run's trained models depend on: experiment, resolved config (less
-    the ``selects`` fields, :attr:`Experiment.selects`), seed and hyperlab's version.
+    the ``selects`` fields,
+    ``Experiment.selects``), seed and hyperlab's
+    version.
     Checkpoints live under ``checkpoints/<hash>``, so a run never resumes models trained under
     another config or version."""
     cfg = {k: v for k, v in config.to_dict().items() if k not in selects}
@@ -81,7 +85,8 @@ def _read_holder(out: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def out_dir_lock(out: Path, command: str | None = None) -> Iterator[dict[str, Any] | None]:
     """Hold ``out``'s lock for the block; yields the holder a killed run left behind (its PID
-    and command, taken over) or None. A live holder raises :class:`OutDirLockedError` naming
+    and command, taken over) or None. A live holder raises
+    [`OutDirLockedError`][hyperlab.experiments.runner.OutDirLockedError] naming
     its PID and command (the lock is an OS file lock, released when its process dies)."""
     lock = filelock.FileLock(str(out / LOCK_NAME), timeout=0, thread_local=False)
     try:
@@ -228,13 +233,14 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run an experiment and write ``out_dir/results.json``; return that record.
 
-    Training runs checkpoint under ``out_dir/checkpoints/<config hash>`` (:func:`config_hash`)
+    Training runs checkpoint under ``out_dir/checkpoints/<config hash>``
+    ([`config_hash`][hyperlab.experiments.runner.config_hash])
     and resume from there (``resume=False`` deletes them first). An ``out_dir`` holding the
     results of another experiment, seed or config is refused unless ``overwrite``; so is one
     another run is writing into. The config's ``cpu_threads`` sets torch's CPU threads for the
     run (restored afterwards). ``command`` (the CLI line) is recorded for the reproduction
     record; ``device`` is recorded only for experiments that compute on it. ``checkpoints``
-    replaces the checkpoint folder (a launcher's cells share one: :mod:`.launch`).
+    replaces the checkpoint folder (a launcher's cells share one: `.launch`).
     """
     exp = get_experiment(name)
     cfg = exp.config(preset, overrides)

@@ -1,5 +1,5 @@
 """Whether a run is at the paper's scale, computed by comparing its resolved config with the
-paper's sizes (:attr:`~hyperlab.experiments.base.Experiment.paper_sizes`), never by its name.
+paper's sizes (`paper_sizes`), never by its name.
 
 Every size the paper states is one entry: a number (repetitions, epochs, samples, analysis
 sizes: fewer is *below*, more is *beyond*), a list (the swept values: a missing one is below,
@@ -34,7 +34,7 @@ UNSTATED: Any = _Unstated()
 
 def sizes_of(config_class: type[Config], *keys: str) -> dict[str, Any]:
     """The defaults of ``keys`` (a config's defaults are the paper's sizes where it states
-    them): for :attr:`~hyperlab.experiments.base.Experiment.paper_sizes`."""
+    them): for `paper_sizes`."""
     base = config_class()
     return {k: getattr(base, k) for k in keys}
 

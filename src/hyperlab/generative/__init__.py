@@ -1,10 +1,10 @@
 """Generative hypernetworks: noise to all weights of a network (Deutsch 2018, arXiv 1801.01952).
 
-:mod:`~hyperlab.generative.model` (the generator G: z -> θ, Sec. 3.3, and the loss of Eq. 1-3),
-:mod:`~hyperlab.generative.entropy` (Kozachenko–Leonenko, App. A.5),
-:mod:`~hyperlab.generative.gauge` (gauge fixing, Sec. 3.2.2),
-:mod:`~hyperlab.generative.analysis` (ensembles, diversity, FGSM, PCA, paths; Sec. 4.2),
-:mod:`~hyperlab.generative.mnf` (the MNF baseline, Louizos & Welling 2017).
+[`model`][hyperlab.generative.model] (the generator G: z -> θ, Sec. 3.3, and the loss of Eq. 1-3),
+[`entropy`][hyperlab.generative.entropy] (Kozachenko–Leonenko, App. A.5),
+[`gauge`][hyperlab.generative.gauge] (gauge fixing, Sec. 3.2.2),
+[`analysis`][hyperlab.generative.analysis] (ensembles, diversity, FGSM, PCA, paths; Sec. 4.2),
+[`mnf`][hyperlab.generative.mnf] (the MNF baseline, Louizos & Welling 2017).
 """
 
 from hyperlab.generative.analysis import (

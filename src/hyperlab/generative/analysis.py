@@ -3,14 +3,24 @@
 Everything is batched over networks: parameter dicts carry a leading network dimension B and one
 call evaluates all B networks on shared images (chunked to bound memory).
 
-* :func:`predict_logits`, :func:`accuracies` — per-network test accuracy (Fig. 2 histograms);
-* :func:`majority_vote`, :func:`ensemble_accuracies` — ensembles of generated networks (4.2.2);
-* :func:`disagreement_rate`, :func:`wrong_prediction_iou`, :func:`pairwise_distances`,
-  :func:`filter_diversity` — diversity measures that do not depend on the training objective;
-* :func:`fgsm_attack` — targeted sign-gradient adversarial examples against one network and
+* [`predict_logits`][hyperlab.generative.analysis.predict_logits],
+[`accuracies`][hyperlab.generative.analysis.accuracies] — per-network test accuracy (Fig. 2
+histograms);
+* [`majority_vote`][hyperlab.generative.analysis.majority_vote],
+[`ensemble_accuracies`][hyperlab.generative.analysis.ensemble_accuracies] — ensembles of generated
+networks (4.2.2);
+* [`disagreement_rate`][hyperlab.generative.analysis.disagreement_rate],
+[`wrong_prediction_iou`][hyperlab.generative.analysis.wrong_prediction_iou],
+[`pairwise_distances`][hyperlab.generative.analysis.pairwise_distances],
+  [`filter_diversity`][hyperlab.generative.analysis.filter_diversity] — diversity measures that do
+  not depend on the training objective;
+* [`fgsm_attack`][hyperlab.generative.analysis.fgsm_attack] — targeted sign-gradient adversarial
+examples against one network and
   transferred to an ensemble (4.2.3, Fig. 8);
-* :func:`pca` — principal components of weight vectors (Fig. 9, App. A.8);
-* :func:`interpolation_paths` — accuracy along G(z(t)) and along the straight line between two
+* [`pca`][hyperlab.generative.analysis.pca] — principal components of weight vectors (Fig. 9, App.
+A.8);
+* [`interpolation_paths`][hyperlab.generative.analysis.interpolation_paths] — accuracy along
+G(z(t)) and along the straight line between two
   generated weight vectors (Fig. 7).
 """
 

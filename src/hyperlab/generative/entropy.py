@@ -2,11 +2,12 @@
 
 Two forms, both differentiable in the samples:
 
-* :func:`kl_entropy` — the full, consistent estimator
+* [`kl_entropy`][hyperlab.generative.entropy.kl_entropy] — the full, consistent estimator
   ``Ĥ = ψ(N) − ψ(k) + log V_d + (d/N) Σ_i log ε_i`` with ``ε_i`` the distance from sample i to
   its k-th nearest neighbour and ``V_d`` the volume of the unit ball of the metric (L2, L1 or
   L∞). With ``dim`` equal to the sample dimension it converges to the differential entropy.
-* :func:`authors_entropy` — the exact training form of the released code (notes C.4):
+* [`authors_entropy`][hyperlab.generative.entropy.authors_entropy] — the exact training form of the
+released code (notes C.4):
   ``Ĥ = d_z · mean_i log(ε_i + 1e-8) + ψ(N)`` with L1 distances and ``d_z`` the *noise*
   dimension (the intrinsic dimension of the generated manifold, Eq. 13 and the text below it);
   the constants ``−ψ(1)`` and ``log V_d`` are dropped since they do not change gradients.
@@ -118,7 +119,8 @@ def kl_entropy(
 def authors_entropy(samples: Tensor, noise_dim: int, eps: float = 1e-8) -> Tensor:
     """The released code's entropy term (notes C.4): ``d_z · mean log(ε_i + eps) + ψ(N)``, L1.
 
-    Differs from :func:`kl_entropy` (``metric='l1'``, ``dim=noise_dim``) only by the constant
+    Differs from [`kl_entropy`][hyperlab.generative.entropy.kl_entropy] (``metric='l1'``,
+    ``dim=noise_dim``) only by the constant
     ``−ψ(1) + log V_d``, which does not affect training.
     """
     if not isinstance(noise_dim, int) or noise_dim < 1:

@@ -3,7 +3,8 @@
 A feed-forward network with positively homogeneous activations (ReLU, leaky-ReLU, identity) and
 max-pooling computes the same function if filter j of layer l is multiplied by a > 0 and input
 channel j of layer l+1 by 1/a (*scaling* symmetry), and its softmax is unchanged if the same
-number is added to every logit bias (*logits' bias* symmetry). :func:`gauge_fix` picks one
+number is added to every logit bias (*logits' bias* symmetry).
+[`gauge_fix`][hyperlab.generative.gauge.gauge_fix] picks one
 representative per equivalence class, exactly as the released code does (notes C.3):
 
 * for l = 1 … L−1 in order, every filter (incoming weights and bias, after the previous step's
@@ -15,7 +16,7 @@ representative per equivalence class, exactly as the released code does (notes C
 
 Layers are the layout's name prefixes (``conv0``, ``conv1``, ``fc0`` …) in layout order. The next
 layer's weight ``(O', *in)`` is viewed as ``(O', O_l, -1)``, which is right because
-:class:`~hyperlab.primary.ConvNet` flattens conv features channel-major (C, H, W); with TF's
+[`ConvNet`][hyperlab.primary.ConvNet] flattens conv features channel-major (C, H, W); with TF's
 (H, W, C) order the same symmetry acts on strided columns instead (same function class).
 """
 
@@ -151,7 +152,8 @@ def random_symmetry(
     layer but the last (unscaled in the next layer) and a common shift of the logit biases.
 
     The result computes the same logits up to a per-network constant; used to test that
-    :func:`gauge_fix` maps a whole equivalence class to one representative.
+    [`gauge_fix`][hyperlab.generative.gauge.gauge_fix] maps a whole equivalence class to one
+    representative.
     """
     layers = _check_primary(primary)
     batch = primary.layout.batch_shape(params)

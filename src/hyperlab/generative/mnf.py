@@ -130,7 +130,9 @@ class _MNFLayer(nn.Module):
 
 
 class MNFNetwork(nn.Module):
-    """MNF posterior over the weights of a :class:`ConvNet` / :class:`MLP` primary.
+    """MNF posterior over the weights of a [`ConvNet`][hyperlab.primary.ConvNet] /
+    [`MLP`][hyperlab.primary.MLP]
+    primary.
 
     ``sample(n)`` gives n weight sets in the primary's layout (batch dim n) and the KL bound;
     ``loss(images, labels, n_train)`` the negative ELBO per training example.

@@ -7,7 +7,7 @@ single "filter". All MLPs: linear layers without biases, leaky-ReLU (slope 0.05)
 batch normalisation on hidden layers, linear output (notes C.2). For a layer's generator the
 batch-norm moments pool over the noise batch *and* the filters, as in the released code.
 
-Works for any :class:`~hyperlab.primary.ConvNet` or :class:`~hyperlab.primary.MLP` layout: a
+Works for any [`ConvNet`][hyperlab.primary.ConvNet] or [`MLP`][hyperlab.primary.MLP] layout: a
 conv filter is its (C, k, k) kernel (channel-major) plus bias, a dense filter is one weight row
 plus bias. The output is a parameter dict in the primary's layout with leading batch dims of z.
 """
@@ -72,7 +72,7 @@ class BNMLP(nn.Module):
 
     ``init_scale`` s: weights are truncated normal with std s/√fan_in (TF's
     ``variance_scaling_initializer(scale=s²)``; the released code uses s = 0.1).
-    ``bn_offset_scale``: see :class:`_BatchNorm` (1 = the paper).
+    ``bn_offset_scale``: see ``_BatchNorm`` (1 = the paper).
     """
 
     def __init__(
@@ -121,19 +121,21 @@ class GenerativeHyperNetwork(nn.Module):
     """G: z -> θ producing every weight and bias of ``primary`` (Sec. 3.3).
 
     Args:
-        primary: the target network (:class:`ConvNet` or :class:`MLP`).
+        primary: the target network ([`ConvNet`][hyperlab.primary.ConvNet] or
+            [`MLP`][hyperlab.primary.MLP]).
         noise_dim: d_z (300 in the paper).
         extractor_hidden: hidden sizes of the extractor E (paper: 300, 300).
         code_size: size of each filter code (paper: 15), an int or one per layer.
         weight_generator_hidden: hidden sizes per layer's weight generator; default: the
             paper's sizes for the MNIST target, else two layers of width clamp(filter size, 40,
             100).
-        negative_slope: leaky-ReLU slope of every MLP (0.05; see :class:`BNMLP`).
+        negative_slope: leaky-ReLU slope of every MLP (0.05; see
+            [`BNMLP`][hyperlab.generative.model.BNMLP]).
         batch_norm: batch normalisation on hidden layers.
         bn_momentum: BN momentum (0.02, i.e. EMA decay 0.98).
         bn_eps: BN epsilon (1e-7).
         init_scale: variance scale of the linear layers' init (0.1).
-        bn_offset_scale: see :class:`BNMLP` (1 = the paper).
+        bn_offset_scale: see [`BNMLP`][hyperlab.generative.model.BNMLP] (1 = the paper).
         noise_bound: z ~ U[-noise_bound, noise_bound]^noise_dim.
         generator: draws the initial weights (reproducibly; torch's global stream is left as
             it was); None: torch's global stream.
@@ -297,7 +299,7 @@ def generative_loss(
 
     ``images`` (B, G, *in_shape) and ``labels`` (B, G): network b sees its own G images
     (App. A.7: B = G = 32). ``z`` defaults to B fresh noise vectors. ``estimator``:
-    ``'authors'`` (:func:`~hyperlab.generative.entropy.authors_entropy`, L1, d = d_z) or
+    ``'authors'`` ([`authors_entropy`][hyperlab.generative.entropy.authors_entropy], L1, d = d_z) or
     ``'kl'`` (the consistent L2 estimator with d = d_z). ``target_dtype=torch.bfloat16`` runs
     the target networks' forward (and so their backward) under autocast (fast with AMX or
     AVX-512 BF16); the generator, the CE and the entropy stay in float32. Returns (loss, parts)

@@ -1,14 +1,16 @@
 """Kernels of wide networks and hypernetworks (infinite-width paper).
 
-- :mod:`~hyperlab.kernels.analytic`: NNGP/NTK of (leaky-)ReLU MLPs and of hypernetworks
+- [`analytic`][hyperlab.kernels.analytic]: NNGP/NTK of (leaky-)ReLU MLPs and of hypernetworks
   (Thm 2 NNGP, Thm 3 hyperkernel), tiled float64.
-- :mod:`~hyperlab.kernels.features`: random Fourier features (Remarks 2-3).
-- :mod:`~hyperlab.kernels.empirical`: finite-width kernels via ``torch.func`` (Jacobian and
+- [`features`][hyperlab.kernels.features]: random Fourier features (Remarks 2-3).
+- [`empirical`][hyperlab.kernels.empirical]: finite-width kernels via ``torch.func`` (Jacobian and
   NTK-vector products, the factorised hyperkernel of Eq. 12, Taylor terms of Eq. 5).
-- :mod:`~hyperlab.kernels.regression`: kernel regression of Eq. 18 and the NNGP posterior,
-  one front door (:func:`fit_kernel_regression`: dense Cholesky, matrix-free CG or 'auto').
-- :mod:`~hyperlab.kernels.iterative`: the matrix-free solver (PCG on kernel tiles computed on
-  the fly; across processes under torchrun); :mod:`~hyperlab.kernels.tiles`: the tiling.
+- [`regression`][hyperlab.kernels.regression]: kernel regression of Eq. 18 and the NNGP posterior,
+  one front door ([`fit_kernel_regression`][hyperlab.kernels.regression.fit_kernel_regression]:
+  dense
+  Cholesky, matrix-free CG or 'auto').
+- [`iterative`][hyperlab.kernels.iterative]: the matrix-free solver (PCG on kernel tiles computed on
+  the fly; across processes under torchrun); [`tiles`][hyperlab.kernels.tiles]: the tiling.
 """
 
 from hyperlab.kernels.analytic import ArcCosine, HyperKernel, MLPKernel, input_kernel

@@ -1,11 +1,15 @@
 """Empirical (finite-width) kernels via ``torch.func``.
 
-- :func:`empirical_ntk`: Θ(x, x') = J(x) J(x')ᵀ of a functional ``fn(params, *inputs)`` by the
+- [`empirical_ntk`][hyperlab.kernels.empirical.empirical_ntk]: Θ(x, x') = J(x) J(x')ᵀ of a
+functional ``fn(params, *inputs)`` by the
   full Jacobian contraction or by NTK-vector products (vjp then jvp), in chunks.
-- :func:`module_ntk`: the same for any ``nn.Module`` (trainable parameters only).
-- :func:`hyper_ntk`: the hyperkernel of a :class:`~hyperlab.hypernet.HyperModel`, either
+- [`module_ntk`][hyperlab.kernels.empirical.module_ntk]: the same for any ``nn.Module`` (trainable
+parameters only).
+- [`hyper_ntk`][hyperlab.kernels.empirical.hyper_ntk]: the hyperkernel of a
+[`HyperModel`][hyperlab.hypernet.HyperModel], either
   factorised as K^h = (∂g/∂θ) K^f (∂g/∂θ)ᵀ (Eq. 12) or by the direct Jacobian of h.
-- :func:`taylor_terms`: K^(r)_ij = ⟨∇^(r) h_i, (∇h_j)^r⟩ of Eq. 5 by nested jvps.
+- [`taylor_terms`][hyperlab.kernels.empirical.taylor_terms]: K^(r)_ij = ⟨∇^(r) h_i, (∇h_j)^r⟩ of
+Eq. 5 by nested jvps.
 
 Kernels are (N, M) for scalar outputs and (N, M, O, O) for O outputs. Inputs are a tensor or a
 tuple of tensors sharing the leading sample dimension. For hypernetworks u = (x, z) follows the
@@ -259,7 +263,7 @@ def hyper_ntk(
     K^h = G(u) K^f(x, x') G(u')ᵀ. For f's linear head θ = s·A e(x) + c this is
     (s² e·e' + [c trained]) G·G' + ⟨J_e(x)ᵀ sAᵀG(u), J_e(x')ᵀ sAᵀG(u')⟩, so the N_g × d head
     never enters a Jacobian; other heads use vjps J_f(x)ᵀ G(u). ``'jacobian'``/``'ntk_vp'``
-    differentiate h directly (:func:`module_ntk`).
+    differentiate h directly ([`module_ntk`][hyperlab.kernels.empirical.module_ntk]).
     """
     if not isinstance(model, HyperModel):
         raise TypeError(f"model: expected a HyperModel, got {type(model)}")
@@ -396,7 +400,7 @@ def taylor_terms(
     directions ∇h_j. Returns {r: (N, M)}; K^(1) is the empirical NTK.
 
     For a HyperModel h(u) = g(z; f(x)), pass ``x=`` (f's input) and ``z=`` (g's input) as in
-    :func:`hyper_ntk` instead of ``inputs``.
+    [`hyper_ntk`][hyperlab.kernels.empirical.hyper_ntk] instead of ``inputs``.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module: expected an nn.Module, got {type(module)}")

@@ -2,7 +2,8 @@
 
 With W ~ N(0, 1/ℓ²) and b ~ U[-π, π], p(z)·p(z')/k → exp(-‖z - z'‖²/(2ℓ²)) as k → ∞, so a
 network fed p(z) in NTK parameterization sees the input kernel ``'rbf'`` of
-:func:`hyperlab.kernels.analytic.input_kernel`: the kernels then depend on z only through
+[`hyperlab.kernels.analytic.input_kernel`][hyperlab.kernels.analytic.input_kernel]: the kernels
+then depend on z only through
 exp(-‖z - z'‖²/2) (ℓ = 1, the paper's case). The factor √2 makes p(z)·p(z)/k → 1; the paper's
 p(z) = cos(Wz + b) has the same kernel times ½ (``scale=1.0``).
 """

@@ -1,9 +1,11 @@
 """Neural kernels with hyperparameters, differentiable: the NNGP/NTK of an MLP and of a
 hypernetwork (Thm 2 NNGP, Thm 3 hyperkernel, both variants) as functions of their variances,
-for Gaussian-process work: fitted by marginal likelihood (:func:`fit_hyperparameters`), or used
-inside GPyTorch (:mod:`hyperlab.kernels.gpytorch`).
+for Gaussian-process work: fitted by marginal likelihood
+([`fit_hyperparameters`][hyperlab.kernels.gp.fit_hyperparameters]), or used
+inside GPyTorch ([`hyperlab.kernels.gpytorch`][hyperlab.kernels.gpytorch]).
 
-The recursions are those of :mod:`hyperlab.kernels.analytic` with every fixed constant made a
+The recursions are those of [`hyperlab.kernels.analytic`][hyperlab.kernels.analytic] with every
+fixed constant made a
 hyperparameter: the input kernel's scale σ_in² (and its lengthscale for 'rbf'), each layer's
 weight variance σ_w²ₗ (the squared gain: 2 for ReLU in the library's NTK parameterization) and
 bias variance σ_b²ₗ (0 there):
@@ -12,7 +14,8 @@ bias variance σ_b²ₗ (0 there):
     Σˡ⁺¹ = σ_w²ₗ E[φφ](Σˡ) + σ_b²ₗ,          Θˡ⁺¹ = σ_w²ₗ E[φ'φ'](Σˡ) Θˡ + Σˡ⁺¹ (+ ntk_bias)
 
 (``ntk_bias`` = 1 is the library's ``bias=True``: trained biases that start at zero). At the
-defaults (:meth:`MLPGPKernel.from_analytic`, :meth:`HyperGPKernel.from_analytic`) the values
+defaults ([`MLPGPKernel.from_analytic`][hyperlab.kernels.gp.MLPGPKernel.from_analytic],
+[`HyperGPKernel.from_analytic`][hyperlab.kernels.gp.HyperGPKernel.from_analytic]) the values
 equal the analytic kernels' to float64 rounding (tested to 1e-10). Out-of-place torch ops
 throughout, so autograd reaches every hyperparameter.
 """
@@ -184,8 +187,10 @@ def hyper_gp(
     pairwise: bool = False,
 ) -> dict[str, Tensor]:
     """The hypernetwork NNGP (Thm 2) and hyperkernel (Thm 3) of u = (x, z) rows, as
-    :class:`~hyperlab.kernels.HyperKernel` computes them, with f's hyperparameters ``f``
-    (those of :func:`mlp_gp`) and g's ``g``: 'input_scale', 'lengthscale' (of z),
+    [`HyperKernel`][hyperlab.kernels.analytic.HyperKernel] computes them, with f's hyperparameters
+    ``f``
+    (those of [`mlp_gp`][hyperlab.kernels.gp.mlp_gp]) and g's ``g``: 'input_scale', 'lengthscale'
+    (of z),
     'weight_var' (g_depth - 1,), 'bias_var' (g_depth,): g's generated biases' variance per
     layer (1 with the library's ``g_bias=True``)."""
     (x1, z1), (x2, z2) = u1, u2
@@ -315,7 +320,8 @@ class MLPGPKernel(_Positive):
 class HyperGPKernel(nn.Module):
     """The hypernetwork NNGP or hyperkernel (``get``) of u = [x, z] (features concatenated,
     x first: ``x_features`` of them) with f's and g's hyperparameters trainable (``f`` and
-    ``g``: :class:`_Positive` holders). Defaults: :class:`~hyperlab.kernels.HyperKernel`'s."""
+    ``g``: ``_Positive`` holders). Defaults:
+    [`HyperKernel`][hyperlab.kernels.analytic.HyperKernel]'s."""
 
     def __init__(
         self,
@@ -358,6 +364,8 @@ class HyperGPKernel(nn.Module):
 
     @classmethod
     def from_analytic(cls, kernel: HyperKernel, get: str = "nngp") -> HyperGPKernel:
+        """The same kernel as ``kernel`` (f's and g's constants) at its fixed values, now
+        trainable."""
         if kernel.f.act.slope != kernel.g_act.slope:
             raise ValueError("kernel: f and g with different activations are not supported here")
         return cls(
@@ -444,7 +452,8 @@ def log_marginal_likelihood(k: Tensor, y: Tensor, noise: Tensor) -> Tensor:
 
 @dataclass
 class HyperparameterFit:
-    """What :func:`fit_hyperparameters` reached: the noise and every hyperparameter's value,
+    """What [`fit_hyperparameters`][hyperlab.kernels.gp.fit_hyperparameters] reached: the noise and
+    every hyperparameter's value,
     the standard errors of the fitted ones and of the noise (from the observed information,
     the inverse Hessian of -log p at the optimum; NaN where it is singular: a direction the
     data do not determine), and the log marginal likelihood per step."""
@@ -469,7 +478,8 @@ def fit_hyperparameters(
     """Maximise the GP log marginal likelihood over ``kernel``'s hyperparameters (and the
     noise σ², starting at ``noise``, where ``learn_noise``) by autograd through the kernel:
     ``steps`` of Adam at ``lr`` on the softplus-raw values, exact Cholesky (for up to a few
-    thousand points). ``kernel``: an :class:`MLPGPKernel` or :class:`HyperGPKernel` (changed
+    thousand points). ``kernel``: an [`MLPGPKernel`][hyperlab.kernels.gp.MLPGPKernel] or
+    [`HyperGPKernel`][hyperlab.kernels.gp.HyperGPKernel] (changed
     in place); ``fixed``: hyperparameter names held at their values (a ReLU kernel is
     homogeneous: only the product of the scales is identified, so fix all but one).
     ``train`` (N, d), ``y`` (N,) or (N, T)."""

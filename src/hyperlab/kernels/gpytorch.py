@@ -3,7 +3,8 @@ NNGP/NTK and the hypernetwork NNGP / hyperkernel (both variants) as a
 ``gpytorch.kernels.Kernel`` whose hyperparameters (σ_in², per-layer σ_w² and σ_b², the input
 lengthscale; f's and g's for a hypernetwork) are GPyTorch parameters with ``Positive``
 constraints: usable in an ``ExactGP``, trained with ``ExactMarginalLogLikelihood``, and in a
-BoTorch ``SingleTaskGP`` (``covar_module=``). The mathematics is :mod:`hyperlab.kernels.gp`.
+BoTorch ``SingleTaskGP`` (``covar_module=``). The mathematics is
+[`hyperlab.kernels.gp`][hyperlab.kernels.gp].
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ __all__ = ["NeuralKernel"]
 
 class NeuralKernel(gpytorch.kernels.Kernel):
     """A neural kernel as a GPyTorch kernel. ``kernel``: an analytic kernel
-    (:class:`~hyperlab.kernels.MLPKernel`, :class:`~hyperlab.kernels.HyperKernel`: its fixed
-    constants become the starting values) or a :class:`~hyperlab.kernels.gp.MLPGPKernel` /
-    :class:`~hyperlab.kernels.gp.HyperGPKernel`; ``get``: 'nngp' or 'ntk'. A hypernetwork's
+    ([`MLPKernel`][hyperlab.kernels.analytic.MLPKernel],
+    [`HyperKernel`][hyperlab.kernels.analytic.HyperKernel]: its
+    fixed
+    constants become the starting values) or a [`MLPGPKernel`][hyperlab.kernels.gp.MLPGPKernel] /
+    [`HyperGPKernel`][hyperlab.kernels.gp.HyperGPKernel]; ``get``: 'nngp' or 'ntk'. A hypernetwork's
     inputs are [x, z] concatenated (x, f's input, first). Wrap in ``ScaleKernel`` for an
     output scale as usual."""
 

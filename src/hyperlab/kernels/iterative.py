@@ -1,7 +1,7 @@
 """Matrix-free kernel regression (infinite-width paper, Eq. 18) for large N.
 
 α = (K + εI)⁻¹ Y by preconditioned conjugate gradients, where K(U, U) is never held: every
-matrix-vector product computes K in tiles on the fly (:class:`~hyperlab.kernels.tiles.Tiles`,
+matrix-vector product computes K in tiles on the fly ([`Tiles`][hyperlab.kernels.tiles.Tiles],
 upper-triangle tiles only, each applied to both halves) and accumulates in float64. The
 preconditioner is a rank-r partial pivoted Cholesky K ≈ LLᵀ with greedy, exact pivots (Harbrecht,
 Peters & Schneider 2012; the preconditioner of GPyTorch's CG, Gardner et al. 2018), applied
@@ -46,7 +46,7 @@ F64 = torch.float64
 
 @dataclass(frozen=True)
 class CGOptions:
-    """The matrix-free solver's settings (:func:`solve_cg`):
+    """The matrix-free solver's settings ([`solve_cg`][hyperlab.kernels.iterative.solve_cg]):
     stop at relative residual ``tol`` within ``max_iter`` iterations; the preconditioner
     ('pivoted_cholesky': greedy, exact pivots; 'nystrom': randomized Nyström; 'none') of
     ``rank``; tiles of ``block_size`` in ``dtype`` (products accumulate in float64); keep up
@@ -105,8 +105,10 @@ def _tiles_of(kernel: object, u1: object, u2: object, names: tuple[str, ...], dt
 
 @dataclass
 class CGFit:
-    """The solved system of :func:`solve_cg`: α per kernel and how it was
-    reached. :meth:`predict` evaluates K(u, U) α (Eq. 18) in tiles, never holding K(u, U)."""
+    """The solved system of [`solve_cg`][hyperlab.kernels.iterative.solve_cg]: α per kernel and how
+    it was
+    reached. [`predict`][hyperlab.kernels.iterative.CGFit.predict] evaluates K(u, U) α (Eq. 18) in
+    tiles, never holding K(u, U)."""
 
     kernel: object
     train: object
@@ -344,12 +346,16 @@ def solve_cg(
     options: CGOptions | None = None,
 ) -> CGFit:
     """Solve (K + εI) α = Y (Eq. 18) without forming K: preconditioned CG (the ``'cg'`` solver
-    of :func:`hyperlab.kernels.fit_kernel_regression`, which is the front door).
+    of [`fit_kernel_regression`][hyperlab.kernels.regression.fit_kernel_regression], which is
+    the front door).
 
-    ``kernel`` is an analytic kernel (:class:`~hyperlab.kernels.MLPKernel`,
-    :class:`~hyperlab.kernels.HyperKernel`), ``train`` its training inputs, ``y_train`` (N,) or
+    ``kernel`` is an analytic kernel ([`MLPKernel`][hyperlab.kernels.analytic.MLPKernel],
+    [`HyperKernel`][hyperlab.kernels.analytic.HyperKernel]), ``train`` its training inputs,
+    ``y_train`` (N,)
+    or
     (N, T). Stops when every column's residual ‖Y - (K + εI)α‖ / ‖Y‖ ≤ ``options.tol``; raises
-    :class:`NotConvergedError` otherwise. ``options`` (:class:`CGOptions`): the
+    [`NotConvergedError`][hyperlab.kernels.iterative.NotConvergedError] otherwise. ``options``
+    ([`CGOptions`][hyperlab.kernels.iterative.CGOptions]): the
     preconditioner and its rank (0 or 'none': plain CG), the tiles' dtype, a tile cache
     (0: fully matrix-free, O(N · (block + rank)); the upper triangle of one float32 kernel at
     N = 20,000 takes 0.8 GB).

@@ -4,13 +4,18 @@
 k(u, u) - K(u, U) (K(U, U) + ε I)⁻¹ K(U, u). ``ridge='relative'`` is the released code's
 ε · diag(diag K) (notes B.2, where ε = 1e-9).
 
-:func:`fit_kernel_regression` takes an analytic kernel (:class:`~hyperlab.kernels.MLPKernel`,
-:class:`~hyperlab.kernels.HyperKernel`) and its training inputs, or a precomputed K(U, U), and
+[`fit_kernel_regression`][hyperlab.kernels.regression.fit_kernel_regression] takes an analytic
+kernel ([`MLPKernel`][hyperlab.kernels.analytic.MLPKernel],
+[`HyperKernel`][hyperlab.kernels.analytic.HyperKernel]) and its training inputs, or a precomputed
+K(U, U),
+and
 solves once by ``solver='cholesky'`` (dense, float64), ``'cg'`` (matrix-free preconditioned
-conjugate gradients, :mod:`hyperlab.kernels.iterative`, options in :class:`CGOptions`) or
+conjugate gradients, [`hyperlab.kernels.iterative`][hyperlab.kernels.iterative], options in
+[`CGOptions`][hyperlab.kernels.iterative.CGOptions]) or
 ``'auto'`` (dense while its matrices fit the memory budget; the choice and why are recorded).
-Every solver returns a :class:`KernelFit` whose :meth:`KernelFit.predict` gives the same
-:class:`RegressionResult` shapes.
+Every solver returns a [`KernelFit`][hyperlab.kernels.regression.KernelFit] whose
+[`KernelFit.predict`][hyperlab.kernels.regression.KernelFit.predict] gives the same
+[`RegressionResult`][hyperlab.kernels.regression.RegressionResult] shapes.
 """
 
 from __future__ import annotations
@@ -134,7 +139,8 @@ def _n_of(u: object) -> int:
 class KernelFit:
     """A solved Eq. 18 system: α per kernel and how it was reached (``solver``, ``reason``
     for an 'auto' choice, ``iterations`` and ``residual`` for CG, ``jitter`` for Cholesky).
-    :meth:`predict` evaluates any number of test points against it."""
+    [`predict`][hyperlab.kernels.regression.KernelFit.predict] evaluates any number of test points
+    against it."""
 
     solver: str
     alpha: dict[str, Tensor]
@@ -161,7 +167,9 @@ class KernelFit:
     def predict(
         self, test: object, test_diag: Tensor | None = None, *, variance: bool = False
     ) -> Any:
-        """ŷ = K(u, U) α (Eq. 18): a :class:`RegressionResult` per kernel (a dict for several
+        """ŷ = K(u, U) α (Eq. 18): a
+        [`RegressionResult`][hyperlab.kernels.regression.RegressionResult] per kernel (a dict for
+        several
         ``get`` names). ``test``: test inputs (a kernel fit) or K(u, U) (a matrix fit, with
         ``test_diag`` = k(u, u) for the variance). ``variance=True``: the posterior variance
         k(u, u) - K(u, U)(K + εI)⁻¹K(U, u) too (the NNGP's, for get='nngp')."""
@@ -269,11 +277,13 @@ def fit_kernel_regression(
     ``kernel``: an analytic kernel object with its training inputs ``train`` and targets ``y``
     (N,) or (N, T), ``get`` the kernels to solve ('nngp', 'ntk' or both, side by side); or a
     precomputed K(U, U) (N, N) as ``kernel`` with ``train=None`` (Cholesky only). ``solver``:
-    'cholesky' (dense float64; not positive definite: :class:`NotPositiveDefiniteError`, or
+    'cholesky' (dense float64; not positive definite:
+    [`NotPositiveDefiniteError`][hyperlab.kernels.regression.NotPositiveDefiniteError], or
     ``jitter`` as given / 'auto' growing tenfold from 1e-10·mean diag up to ``max_jitter``);
-    'cg' (:class:`CGOptions` in ``cg``); 'auto': Cholesky while the dense kernels and their
+    'cg' ([`CGOptions`][hyperlab.kernels.iterative.CGOptions] in ``cg``); 'auto': Cholesky while
+    the dense kernels and their
     factors take at most a quarter of ``memory_gb`` (default: the memory available now), else
-    CG; :attr:`KernelFit.reason` says which and why.
+    CG; ``KernelFit.reason`` says which and why.
     """
     _check_common(eps, ridge, solver)
     block = check_positive_int(block_size, "block_size")

@@ -1,9 +1,12 @@
-"""Kernel matrices in tiles: a matrix that is never built whole (:class:`Tiles`), the jobs that
+"""Kernel matrices in tiles: a matrix that is never built whole
+([`Tiles`][hyperlab.kernels.tiles.Tiles]), the jobs that
 cover it, running them across CPU threads, and filling a preallocated output from them.
 
-The mathematics of each kernel lives in :mod:`hyperlab.kernels.analytic`; this module is the
+The mathematics of each kernel lives in [`hyperlab.kernels.analytic`][hyperlab.kernels.analytic];
+this module is the
 machinery every tiled computation shares (the analytic kernels' ``__call__``, the matrix-free
-solver of :mod:`hyperlab.kernels.iterative`, the kernel regression front door).
+solver of [`hyperlab.kernels.iterative`][hyperlab.kernels.iterative], the kernel regression front
+door).
 """
 
 from __future__ import annotations

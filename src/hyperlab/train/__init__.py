@@ -1,8 +1,11 @@
-"""The one training loop used by every hyperlab model and experiment: :func:`fit`.
+"""The one training loop used by every hyperlab model and experiment:
+[`fit`][hyperlab.train.loop.fit].
 
-:mod:`.loop` (the loop, its phases and its documentation: randomness, host synchronisation,
-distributed training), :mod:`.config` (:class:`TrainConfig`, :class:`History`, the errors),
-:mod:`.state` (the training state and its checkpoints), :mod:`.seeds` (:func:`fit_seeds`: the
+`.loop` (the loop, its phases and its documentation: randomness, host synchronisation,
+distributed training), `.config` ([`TrainConfig`][hyperlab.train.config.TrainConfig],
+[`History`][hyperlab.train.config.History], the errors),
+`.state` (the training state and its checkpoints), `.seeds`
+([`fit_seeds`][hyperlab.train.seeds.fit_seeds]: the
 seeds of one architecture trained side by side as one batched model).
 """
 

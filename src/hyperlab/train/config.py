@@ -1,5 +1,7 @@
-"""What :func:`hyperlab.train.fit` is told and what it returns: :class:`TrainConfig`, the
-per-epoch :class:`History`, the errors it raises, and :func:`autocast` for its precisions."""
+"""What [`hyperlab.train.fit`][hyperlab.train.loop.fit] is told and what it returns:
+[`TrainConfig`][hyperlab.train.config.TrainConfig], the
+per-epoch [`History`][hyperlab.train.config.History], the errors it raises, and
+[`autocast`][hyperlab.train.config.autocast] for its precisions."""
 
 from __future__ import annotations
 
@@ -46,7 +48,8 @@ def _is_int(x: Any) -> bool:
 
 
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for a :data:`PRECISIONS` value on ``device`` (fp32: a no-op)."""
+    """``torch.autocast`` for a ``PRECISIONS`` value on
+    ``device`` (fp32: a no-op)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":
@@ -57,7 +60,8 @@ def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractC
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of :func:`fit`. Validated on construction and again by ``fit``.
+    """Hyperparameters of [`fit`][hyperlab.train.loop.fit]. Validated on construction and again by
+    ``fit``.
 
     ``lr_decay`` multiplies the learning rate after every optimizer step (``ExponentialLR``
     stepped per optimizer step; 1.0 = constant). ``momentum`` applies to SGD only.
@@ -67,7 +71,8 @@ class TrainConfig:
     gradients of that many minibatches per optimizer step (the loss of each is divided by the
     number of minibatches in its group). ``checkpoint_every`` is in epochs; a checkpoint is
     also written at the end. ``sync_every`` is how often (in minibatches) the loss is read back
-    to the host and checked (None: every step on the CPU, every :data:`GPU_SYNC_EVERY` on a
+    to the host and checked (None: every step on the CPU, every
+    ``GPU_SYNC_EVERY`` on a
     GPU). ``progress`` shows a tqdm bar (automatically hidden when stderr is not a terminal).
     """
 
@@ -129,7 +134,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
+        """Inverse of [`to_dict`][hyperlab.train.config.TrainConfig.to_dict]; unknown keys raise
+        ``TypeError``."""
         return cls(**d)
 
 
@@ -145,7 +151,7 @@ class History:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> History:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of [`to_dict`][hyperlab.train.config.TrainConfig.to_dict]."""
         return cls([dict(r) for r in d["records"]])
 
     def last(self) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """The one training loop used by every hyperlab model and experiment.
 
-:func:`fit` trains any ``nn.Module`` on a dict of equal-length in-memory tensors with
-minibatch SGD or Adam, records a per-epoch :class:`History`, and (optionally) writes an
+[`fit`][hyperlab.train.loop.fit] trains any ``nn.Module`` on a dict of equal-length in-memory
+tensors with
+minibatch SGD or Adam, records a per-epoch [`History`][hyperlab.train.config.History], and
+(optionally) writes an
 atomic checkpoint from which an interrupted run resumes *bit-identically*. It composes with
 mixed precision (``precision="bf16"`` / ``"fp16"``: autocast with float32 master weights, a
 ``GradScaler`` for fp16), gradient clipping and gradient accumulation.
@@ -17,7 +19,8 @@ Randomness. Everything that is not model initialisation is derived from ``config
   saved: draw randomness through torch to keep resume exact.
 
 Host synchronisation. The NaN/inf input checks run on the first batch only
-(:func:`hyperlab.runtime.input_checks`), and the loss is read back to the host every
+([`hyperlab.runtime.input_checks`][hyperlab.runtime.input_checks]), and the loss is read back to
+the host every
 ``config.sync_every`` steps (every step on the CPU, where reading it costs nothing; every 50 on
 a GPU), so a GPU step queues its work without waiting for it.
 
@@ -101,10 +104,13 @@ def fit(
     ``stop_after_epochs=k`` stops (with a checkpoint) once epoch ``k`` is done, as if the run
     had been interrupted there: a later call with the same arguments finishes it.
 
-    Raises ``ValueError``/``TypeError`` for bad inputs, :class:`TrainingDiverged` on a
-    non-finite loss, :class:`CheckpointMismatchError` if the checkpoint's config (other than
+    Raises ``ValueError``/``TypeError`` for bad inputs,
+    [`TrainingDiverged`][hyperlab.train.config.TrainingDiverged] on a
+    non-finite loss, [`CheckpointMismatchError`][hyperlab.train.config.CheckpointMismatchError] if
+    the
+    checkpoint's config (other than
     epochs/progress/desc/checkpoint_every/sync_every), data size or world size differ, and
-    :class:`~hyperlab.io.CheckpointError` if ``last.pt`` is unreadable.
+    [`CheckpointError`][hyperlab.io.CheckpointError] if ``last.pt`` is unreadable.
     """
     run = _prepare(model, loss_fn, data, config, evaluate, transform, checkpoint_dir, device,
                    stop_after_epochs)  # fmt: skip
@@ -150,7 +156,8 @@ def fit(
 def _prepare(model: nn.Module, loss_fn: Any, data: Mapping[str, Tensor], config: Any,
              evaluate: Any, transform: Any, checkpoint_dir: str | Path | None,
              device: str | torch.device, stop_after_epochs: int | None) -> _Run:  # fmt: skip
-    """Check :func:`fit`'s arguments and find the device, ranks and checkpoint file."""
+    """Check [`fit`][hyperlab.train.loop.fit]'s arguments and find the device, ranks and checkpoint
+    file."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     config.validate()

@@ -1,7 +1,8 @@
-"""Repetitions trained side by side: :func:`fit_seeds` trains S copies of one architecture (its
+"""Repetitions trained side by side: [`fit_seeds`][hyperlab.train.seeds.fit_seeds] trains S copies
+of one architecture (its
 seeds) as one batched model, with ``torch.func.stack_module_state`` + ``vmap``.
 
-Each seed keeps what :func:`~hyperlab.train.fit` would give it alone: its initialisation, its
+Each seed keeps what [`fit`][hyperlab.train.loop.fit] would give it alone: its initialisation, its
 data, its epoch permutations and its transform's random stream; the optimizer (SGD or Adam,
 elementwise) updates each seed's slice exactly as it would update that seed. So per-seed
 results equal one-after-another runs to float tolerance (the batched products round
@@ -134,10 +135,11 @@ def fit_seeds(
     device: str | torch.device = "cpu",
 ) -> list[History | TrainingDiverged]:
     """Train ``models[s]`` on ``datas[s]`` with ``configs[s]`` (the same but for the seed),
-    side by side; return each seed's History, or the :class:`TrainingDiverged` that stopped it
+    side by side; return each seed's History, or the
+    [`TrainingDiverged`][hyperlab.train.config.TrainingDiverged] that stopped it
     (the other seeds go on). ``evaluate(model)`` (one for all, or one per seed) runs per seed
     after every epoch; with ``checkpoint_dirs`` each seed checkpoints and resumes as
-    :func:`~hyperlab.train.fit` does (a finished seed is not trained again; seeds at different
+    [`fit`][hyperlab.train.loop.fit] does (a finished seed is not trained again; seeds at different
     epochs train in groups)."""
     _check(models, configs)
     evals = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * len(models)

@@ -43,7 +43,9 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 @dataclass
 class _Run:
-    """What one call of :func:`fit` runs on: device, ranks, data size, checkpoint file."""
+    """What one call of [`fit`][hyperlab.train.loop.fit] runs on: device, ranks, data size,
+    checkpoint
+    file."""
 
     device: torch.device
     rank: int

@@ -35,7 +35,8 @@ TINY = {"seeds": 2, "n_tasks": 2, "n_train": 200, "n_test": 100, "iterations": 5
 
 @dataclass(frozen=True)
 class SplitMNISTConfig(ContinualExperimentConfig):
-    """SplitMNIST's set-up (the defaults of :class:`ContinualExperimentConfig`)."""
+    """SplitMNIST's set-up (the defaults of
+    [`ContinualExperimentConfig`][hyperlab.experiments.continual.common.ContinualExperimentConfig])."""
 
     n_tasks: int = param(5, "tasks: digit pairs (0, 1), (2, 3), ... (at most 5)", min=1)
 

@@ -72,7 +72,7 @@ class AnalysisConfig(Config):
 
 
 #: The analysis sizes the paper states (4.2.2: 20 ensembles of 200 networks; notes C.6), the
-#: defaults of :class:`AnalysisConfig`
+#: defaults of [`AnalysisConfig`][hyperlab.experiments.generating.analyses.AnalysisConfig]
 ANALYSIS_SIZES = (
     "n_test",
     "ensemble_size",
@@ -103,7 +103,8 @@ HEADLINE_KEYS = ("accuracy_mean", "accuracy_std", "ensemble_accuracy", "predicti
 
 
 def headline(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """The :data:`HEADLINE_KEYS` of one model's analyses."""
+    """The [`HEADLINE_KEYS`][hyperlab.experiments.generating.analyses.HEADLINE_KEYS] of one model's
+    analyses."""
     return {key: stats[key] for key in HEADLINE_KEYS}
 
 
@@ -373,7 +374,8 @@ def _filters_figure(ctx, w: Tensor, tag: str, idx: list[int]) -> str:
 
 def accuracy_claim(stats: Mapping[str, Any], threshold: float, what: str, ref: str) -> Claim:
     """Fig. 2: the networks are accurate: their mean test accuracy at or above ``threshold``
-    (the paper's histograms sit at 97.5-99 %, :data:`PAPER_ACCURACY`)."""
+    (the paper's histograms sit at 97.5-99 %,
+    [`PAPER_ACCURACY`][hyperlab.experiments.generating.analyses.PAPER_ACCURACY])."""
     se = stats["accuracy_std"] / math.sqrt(max(stats["n_networks"], 1))
     level = "the paper's level, Fig. 2" if threshold == PAPER_ACCURACY else "this preset's level"
     return Claim.of(

@@ -3,7 +3,7 @@ trained on λ · CE − Ĥ(gauge-fixed weights) (Eq. 3-4; L1 Kozachenko-Leonenko
 
 Accuracy histograms of generated networks for several λ, majority-vote ensembles, FGSM attacks
 on one network and on an ensemble, PCA of generated weights, interpolated vs direct paths and
-first-layer filters (:mod:`.analyses`).
+first-layer filters (`.analyses`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A fixed wide f generates a bias-free g; test accuracy per epoch for several depths and widths
 of g. The paper: a wider g trains faster and reaches higher accuracy; a deeper g trains slower
-and ends lower. ``model`` selects the hypernetwork (:func:`build_model`): ``authors`` as
+and ends lower. ``model`` selects the hypernetwork
+([`build_model`][hyperlab.experiments.infinite_width.dynamics.build_model]): ``authors`` as
 released (notes B.4: f = d-200-200-200-100-N_g with PyTorch's default init, g with one ReLU
 after its first layer and linear middle layers), ``authors_relu`` the same with a ReLU after
 every hidden layer of g (the paper's text), ``hyperlab`` our earlier model (f = d-200-200-200-N_g

@@ -2,7 +2,7 @@
 
 The hyperkernel (Thm 3) and the hypernetwork NNGP (Thm 2) with RBF input kernel on the pixel
 coordinates, in the S-weighted form (hyperlab's default, Monte Carlo confirmed) and the authors'
-released form, against a trained hypernetwork (the "HN" row, :mod:`.representation_hn`), on N
+released form, against a trained hypernetwork (the "HN" row, `.representation_hn`), on N
 training images × 20 random pixels (the released code's protocol, notes B.2).
 """
 

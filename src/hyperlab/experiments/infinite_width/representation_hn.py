@@ -1,7 +1,8 @@
 """Table 1's "HN" row: a finite hypernetwork trained on the kernels' (image, pixel) samples.
 
 The paper's architecture for this row is unknown (notes B.7); ours is described by
-:func:`describe_hn` and recorded in every run's notes.
+[`describe_hn`][hyperlab.experiments.infinite_width.representation_hn.describe_hn] and recorded in
+every run's notes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Image tasks of the modularity paper: data, the rotation task and models of Fig. 3.
 
-Shared by :mod:`.rotation` (Fig. 3), :mod:`.embedding_dim_images` (App. 1.2),
-:mod:`.lr_sensitivity` (App. 1.4) and :mod:`.colorization` (App. 1.3).
+Shared by `.rotation` (Fig. 3), `.embedding_dim_images` (App. 1.2),
+`.lr_sensitivity` (App. 1.4) and `.colorization` (App. 1.3).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": 
 @dataclass(frozen=True)
 class ImageData(Conventions):
     """Which image dataset, how much of it, the widths of f, e and g (Sec. 5), and the
-    modelling conventions (inits, biases: :class:`~.sweep.Conventions`)."""
+    modelling conventions (inits, biases: `Conventions`)."""
 
     dataset: str = param("mnist", "image dataset", choices=tuple(LOADERS))
     download: bool = param(False, "download missing data files (else they must be in "

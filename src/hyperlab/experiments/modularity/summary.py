@@ -25,7 +25,7 @@ def pair_rows(label: str, values: Sequence[Any], metrics: Mapping, score: str) -
 
 
 def conditioning_rows(label: str, values: Sequence[Any], metrics: Mapping) -> list:
-    """Rows 'label=v: I-dependence of f(I) / e(I) at init' (:func:`.sweep.conditioning_at_init`,
+    """Rows 'label=v: I-dependence of f(I) / e(I) at init' (`.sweep.conditioning_at_init`,
     seed 0): near 0, the model starts (nearly) blind to I."""
     c = metrics.get("conditioning_at_init", {})
     h, e = c.get("hypernetwork"), c.get("embedding")
@@ -38,7 +38,7 @@ def conditioning_rows(label: str, values: Sequence[Any], metrics: Mapping) -> li
 def curve_panels(
     label: str, values: Sequence[Any], metrics: Mapping, series: Mapping[str, str]
 ) -> dict[str, dict[str, list]]:
-    """Training-curve panels for :func:`~hyperlab.experiments.figures.epoch_figure`:
+    """Training-curve panels for [`epoch_figure`][hyperlab.experiments.figures.epoch_figure]:
     ``[model][f"{label}={v}{suffix}"]`` -> per-seed series ``run[key]``, for every ``key ->
     suffix`` of ``series`` (keys of the sweep's ``metrics["curves"]`` runs; a diverged run has
     none and gives an empty series)."""

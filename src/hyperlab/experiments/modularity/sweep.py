@@ -1,7 +1,10 @@
 """The sweep engine of the modularity experiments: train both models at every swept value.
 
-:func:`fit_eval` trains one model with :meth:`RunContext.fit` and scores it on every split;
-:func:`sweep` loops over seeds (outer: one data draw per seed) and swept values, with the
+[`fit_eval`][hyperlab.experiments.modularity.sweep.fit_eval] trains one model with
+[`RunContext.fit`][hyperlab.experiments.base.RunContext.fit] and scores it on every
+split;
+[`sweep`][hyperlab.experiments.modularity.sweep.sweep] loops over seeds (outer: one data draw per
+seed) and swept values, with the
 optional per-model learning-rate search on a validation split (``--set tune=true``, the
 reviewers' fairness request). Each run records mean, std and per-seed values.
 """
@@ -217,8 +220,10 @@ def _scores(history: Any, model: nn.Module, task: Task, splits: Mapping[str, str
 def fit_eval_seeds(ctx: RunContext[SweepConfig], models: list[nn.Module], tasks: list[Task], *,
                    lr: float, epochs: int, key: Sequence[object],
                    curves: list[dict[str, list[float]]]) -> list[dict[str, float]]:  # fmt: skip
-    """:func:`fit_eval` for every seed's model and task, trained side by side
-    (:meth:`RunContext.fit_seeds`): the same checkpoints, scores and curves, seed by seed."""
+    """[`fit_eval`][hyperlab.experiments.modularity.sweep.fit_eval] for every seed's model and
+    task, trained side by side
+    ([`RunContext.fit_seeds`][hyperlab.experiments.base.RunContext.fit_seeds]): the
+    same checkpoints, scores and curves, seed by seed."""
     cfg = ctx.config
     track = tasks[0].track
     results = ctx.fit_seeds(
@@ -338,7 +343,8 @@ def sweep(
 
     Seeds are the outer loop (one task, i.e. one dataset draw, per seed); with
     ``batch_seeds`` every seed's task is built first and the seeds of each (value, model) train
-    side by side (:func:`fit_eval_seeds`). ``conventions``
+    side by side (``fit_eval_seeds``).
+    ``conventions``
     finishes each built model (trunk init); with ``tuning`` given and its ``tune`` on, each
     model gets its own learning rate per swept value, chosen on seed 0's validation split.
     Returns ``(metrics, per_seed)``: ``metrics[f"{model}_{score}"]`` is the mean over seeds per

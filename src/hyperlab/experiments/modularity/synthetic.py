@@ -1,8 +1,11 @@
 """The synthetic task of Fig. 1: y(x, I) = <x, h(I)> with h a random sigmoid network.
 
-Shared by :mod:`.synthetic_depth` (Fig. 1a) and :mod:`.synthetic_embedding_dim` (Fig. 1b): the
-config fields, one seed's data (:func:`synthetic_task`), the test MSE, and the claims, figure and
-rows both figures report (:func:`synthetic_result`).
+Shared by `.synthetic_depth` (Fig. 1a) and `.synthetic_embedding_dim` (Fig. 1b): the
+config fields, one seed's data
+([`synthetic_task`][hyperlab.experiments.modularity.synthetic.synthetic_task]), the test MSE, and
+the claims, figure and
+rows both figures report
+([`synthetic_result`][hyperlab.experiments.modularity.synthetic.synthetic_result]).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Target y(x, I) = <x, h(I)> (Sec. 5, Eq. of the synthetic experiment); g, q: d_x-10-1 ReLU,
 f, e: k layers of width 100; E = 10 d for the embedding; init, biases and the target from the
-config (:class:`~.sweep.Conventions`). Parameter counts N_f,
+config (`Conventions`). Parameter counts N_f,
 N_g, N_e, N_q are recorded beside the paper's formulas (Sec. 5).
 """
 

@@ -1,6 +1,6 @@
 """Fig. 1b: test MSE as the embedding dimension grows (f = d_I-100-100i-N_g, e = d_I-100-100-1000i).
 
-Same synthetic target and training as Fig. 1a (:mod:`.synthetic`); three layers each, no biases.
+Same synthetic target and training as Fig. 1a (`.synthetic`); three layers each, no biases.
 """
 
 from __future__ import annotations
