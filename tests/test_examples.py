@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NEEDS_DATA = {"siren_mnist", "partial_head", "resnet_per_sample"}
+NEEDS_DATA = {
+    "continual_tasks",
+    "generative_quick",
+    "getting_started",
+    "partial_head",
+    "resnet_per_sample",
+    "siren_mnist",
+}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py")))
