@@ -34,16 +34,16 @@ test: $(BIN)/hyperlab
 	$(BIN)/python -m pytest -q
 
 # API reference + a page per paper (mkdocs + mkdocstrings); --strict: a warning fails the build
-$(VENV)/.docs: $(BIN)/hyperlab
+$(VENV)/.docs: $(BIN)/hyperlab pyproject.toml
 	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
 
 docs: $(VENV)/.docs
-	$(BIN)/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 lint: $(BIN)/hyperlab
-	$(BIN)/ruff check src tests benchmarks $(wildcard examples)
-	$(BIN)/ruff format --check src tests benchmarks $(wildcard examples)
+	$(BIN)/ruff check src tests benchmarks docs/hooks.py $(wildcard examples)
+	$(BIN)/ruff format --check src tests benchmarks docs/hooks.py $(wildcard examples)
 	$(BIN)/mypy   # src/hyperlab, with the settings in pyproject.toml
 
 # REPRODUCTION.md: one row per claim of every paper-scale run recorded under results/

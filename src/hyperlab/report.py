@@ -21,7 +21,14 @@ from hyperlab.experiments.base import RESULTS_NAME
 from hyperlab.experiments.claims import Claim, format_evidence
 from hyperlab.io import atomic_write_text
 
-__all__ = ["ReportError", "find_results", "load_records", "render_report", "write_report"]
+__all__ = [
+    "ReportError",
+    "find_results",
+    "load_records",
+    "render_report",
+    "render_run",
+    "write_report",
+]
 
 
 class ReportError(ValueError):
@@ -161,11 +168,8 @@ def render_report(
         command, run, machine, commit = _provenance(r)
         scale = _scale(r)
         for c in _claims(r):
-            ok = {True: "yes", False: "**no**", None: "not judged"}[c.held]
-            if c.held is None and c.not_judged:
-                ok += f" ({c.not_judged})"
             summary.append((c.paper_ref or r.get("reproduces", ""), c.claim, c.rule or "-",
-                            format_evidence(c.evidence), ok, scale, f"`{command}`",
+                            format_evidence(c.evidence), _held(c), scale, f"`{command}`",
                             r.get("preset", "?"), run, machine, commit))  # fmt: skip
         if not r["claims"]:
             summary.append((r.get("reproduces", ""), "(none)", "", "", "", scale,
@@ -174,33 +178,50 @@ def render_report(
     lines += _table(["paper", "claim", "rule", "ours", "held", "scale", "command", "preset",
                      "seeds, wall time", "machine", "commit"], summary)  # fmt: skip
     for path, r in records:
-        lines += ["", f"## {_run_label(r)}", ""]
-        lines.append(f"{r.get('summary', '')}".strip())
-        lines.append("")
-        info = [
-            f"reproduces {r.get('reproduces', '?')}",
-            f"scale {_scale(r)}",
-            f"seed {r.get('seed', '?')}",
-            f"device {r.get('device', '?')}",
-        ]
-        if "wall_seconds" in r:
-            info.append(f"{r['wall_seconds']} s wall")
-        if r.get("peak_memory_mb"):
-            info.append(f"peak memory {r['peak_memory_mb']:.0f} MB")
-        lines += [f"Results: `{path}`; " + ", ".join(info) + ".", ""]
-        ref = r.get("paper_reference", {})
-        if ref.get("claims"):
-            lines += ["Paper's claims:", ""] + [f"- {c}" for c in ref["claims"]] + [""]
-        if r.get("comparison"):
-            lines += _table(["quantity", "paper", "hyperlab (this run)"], r["comparison"])
-            lines.append("")
-        for note in r.get("notes", []):
-            lines.append(f"- note: {note}")
-        for fig in r.get("figures", []):
-            target = path.parent / fig
-            rel = os.path.relpath(target, page_dir)
-            lines += ["", f"![{fig}]({Path(rel).as_posix()})"]
+        lines += ["", *render_run(path, r, page_dir)]
     return "\n".join(lines) + "\n"
+
+
+def render_run(
+    path: Path,
+    r: Mapping[str, Any],
+    page_dir: str | os.PathLike[str],
+    level: int = 2,
+    claims: bool = False,
+) -> list[str]:
+    """One run's section (Markdown lines): what it reproduces, its scale and command, the
+    paper's statements beside our numbers, its notes and figures (linked relative to
+    ``page_dir``), and with ``claims`` its claim rows."""
+    command, run, _, _ = _provenance(r)
+    lines = [f"{'#' * level} {_run_label(r)}", "", f"{r.get('summary', '')}".strip(), ""]
+    info = [
+        f"reproduces {r.get('reproduces', '?')}",
+        f"scale {_scale(r)}",
+        f"device {r.get('device', '?')}",
+        run,
+    ]
+    lines += [f"Results: `{path}`; " + ", ".join(info) + ".", "", f"Command: `{command}`", ""]
+    ref = r.get("paper_reference", {})
+    if ref.get("claims"):
+        lines += ["Paper's claims:", ""] + [f"- {c}" for c in ref["claims"]] + [""]
+    if r.get("comparison"):
+        lines += _table(["quantity", "paper", "hyperlab (this run)"], r["comparison"])
+        lines.append("")
+    if claims and r["claims"]:
+        rows = [(c.claim, c.rule or "-", format_evidence(c.evidence), _held(c))
+                for c in _claims(r)]  # fmt: skip
+        lines += [*_table(["claim", "rule", "ours", "held"], rows), ""]
+    for note in r.get("notes", []):
+        lines.append(f"- note: {note}")
+    for fig in r.get("figures", []):
+        rel = os.path.relpath(path.parent / fig, page_dir)
+        lines += ["", f"![{fig}]({Path(rel).as_posix()})"]
+    return lines
+
+
+def _held(c: Claim) -> str:
+    ok = {True: "yes", False: "**no**", None: "not judged"}[c.held]
+    return ok + (f" ({c.not_judged})" if c.held is None and c.not_judged else "")
 
 
 def write_report(
