@@ -22,6 +22,7 @@ from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import NOISE_SE, Claim, at_every, compare, monotone
 from hyperlab.experiments.config import param
 from hyperlab.experiments.infinite_width.common import DT
+from hyperlab.experiments.infinite_width.fitted import FITTED, FittedSolver
 from hyperlab.experiments.infinite_width.representation_hn import HNConfig, describe_hn, train_hn
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.experiments.scale import sizes_of
@@ -78,6 +79,13 @@ class RepresentationConfig(HNConfig):
                           "float64)", choices=("float64", "float32"))  # fmt: skip
     cg_cache_gb: float = param(0.0, "CG: memory for keeping kernel tiles between products "
                                "(0: fully matrix-free)", min=0)  # fmt: skip
+    fit_hyperparameters: bool = param(
+        False,
+        "also fit each kernel's input scale, RBF lengthscale and noise by marginal likelihood "
+        "and solve with the fitted kernel (rows '<variant>+fitted'; .fitted)",
+    )
+    fit_points: int = param(1000, "samples the marginal likelihood is fitted on", min=2)
+    fit_steps: int = param(100, "Adam steps of the marginal-likelihood fit", min=1)
     download: bool = param(False, "download missing data files")
 
 
@@ -97,6 +105,22 @@ def table1_context(images: torch.Tensor, task: str) -> torch.Tensor:
     return x / norm * math.sqrt(x.shape[1])
 
 
+def _kernels(ctx: RunContext[RepresentationConfig]) -> dict[str, Any]:
+    """The analytic kernel per variant, and with ``fit_hyperparameters`` its fitted form."""
+    cfg = ctx.config
+    kernels: dict[str, Any] = {
+        v: HyperKernel(784, 2, cfg.f_depth, cfg.g_depth, z_kernel="rbf",
+                       lengthscale=cfg.lengthscale, variant=cast(Variant, v))
+        for v in cfg.variants
+    }  # fmt: skip
+    if cfg.fit_hyperparameters:
+        kernels |= {v + FITTED: FittedSolver(kernels[v], KERNELS, points=cfg.fit_points,
+                                             steps=cfg.fit_steps, noise=max(cfg.eps, 1e-6),
+                                             generator=ctx.generator)
+                    for v in cfg.variants}  # fmt: skip
+    return kernels
+
+
 def compute(ctx: RunContext[RepresentationConfig]) -> dict[str, Any]:
     """Kernel-regression MSE per (variant, task, kernel, N) and the HN runs per (task, N)."""
     cfg = ctx.config
@@ -106,9 +130,7 @@ def compute(ctx: RunContext[RepresentationConfig]) -> dict[str, Any]:
     test = test_imgs[perm[: cfg.test_images]]
     dev = ctx.device
     coords = pixel_coords().to(dev)
-    kernels = {v: HyperKernel(784, 2, cfg.f_depth, cfg.g_depth, z_kernel="rbf",
-                              lengthscale=cfg.lengthscale, variant=cast(Variant, v))
-               for v in cfg.variants}  # fmt: skip
+    kernels = _kernels(ctx)
     mse: dict[str, dict[str, dict[str, list[float]]]] = {}
     hn: dict[str, dict[str, dict[str, list]]] = {"mse": {}, "train": {}, "diverged": {}}
     solves: list[dict[str, Any]] = []
@@ -132,7 +154,10 @@ def compute(ctx: RunContext[RepresentationConfig]) -> dict[str, Any]:
                 idx = torch.arange(n * cfg.copies, device=dev)
                 y_train = pix_imgs.repeat_interleave(cfg.copies, 0)[idx, pix]
                 for variant, kern in kernels.items():
-                    predict, info = _solve(cfg, kern, (x_train, z_train), y_train)
+                    train = (x_train, z_train)
+                    predict, info = (kern((task, n), train, y_train)
+                                     if isinstance(kern, FittedSolver)
+                                     else _solve(cfg, kern, train, y_train))  # fmt: skip
                     solves.append({"task": task, "n": n, "draw": draw, "variant": variant,
                                    "samples": len(y_train), **info})  # fmt: skip
                     for t0 in range(0, test.shape[0], cfg.test_chunk):
@@ -269,6 +294,8 @@ def judge(cfg: RepresentationConfig, metrics: dict[str, Any]) -> list[Claim]:
     ns = list(metrics["ns"])
     claims: list[Claim] = []
     for variant, by_task in metrics["mse"].items():
+        if variant.endswith(FITTED):  # a diagnostic of ours, not the paper's kernels
+            continue
         for task, by_kernel in by_task.items():
             hk, gp = by_kernel["HK"], by_kernel["NNGP"]
             ev = {"N": ns, "hyperkernel": hk, "nngp": gp}
@@ -377,7 +404,8 @@ def figure(ctx: RunContext[RepresentationConfig], metrics: dict[str, Any]) -> st
     (s_weighted) or dashed (released), the paper's printed rows dotted with crosses."""
     ns, mse = metrics["ns"], metrics["mse"]
     colours = {"HK": "tab:blue", "NNGP": "tab:orange", "HN": "tab:purple"}
-    styles = {"s_weighted": "-", "released": "--"}
+    styles = {"s_weighted": "-", "released": "--", "s_weighted+fitted": "-.",
+              "released+fitted": ":"}  # fmt: skip
     tasks = sorted({t for v in mse.values() for t in v})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.4 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
