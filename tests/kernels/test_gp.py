@@ -15,6 +15,8 @@ from hyperlab.kernels.gp import (
     MLPGPKernel,
     fit_hyperparameters,
     hyper_gp,
+    log_marginal_likelihood,
+    log_marginal_likelihood_stochastic,
     mlp_gp,
 )
 
@@ -185,3 +187,34 @@ def test_gpytorch_kernel_in_an_exact_gp_and_botorch():
 
         gp = SingleTaskGP(u, y[:, None], covar_module=NeuralKernel(hk, "nngp"))
         assert gp.posterior(u[:3]).mean.shape == (3, 1)
+
+
+@pytest.mark.skipif(not HAVE_GPYTORCH, reason="GPyTorch is not installed (hyperlab[gpytorch])")
+def test_the_stochastic_fit_for_large_n_agrees_with_the_exact_one():
+    """GPyTorch's CG + stochastic log-determinant path (what method='auto' uses above
+    EXACT_MAX points), forced at N = 300: its log-likelihood is the exact one's to 1 %, and the
+    fitted weight variance lands within half a standard error of the exact fit's."""
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    x = torch.randn(n, 3, generator=g, dtype=DT)
+    with torch.no_grad():
+        k = MLPGPKernel(3, 2, weight_var=3.0)(x)
+        y = torch.linalg.cholesky(k + 0.01 * torch.eye(n, dtype=DT)) @ torch.randn(
+            n, generator=g, dtype=DT
+        )
+    noise = torch.tensor(0.01, dtype=DT)
+    torch.manual_seed(0)
+    exact = log_marginal_likelihood(k, y, noise)
+    est = log_marginal_likelihood_stochastic(k, y, noise, probes=30)
+    assert abs(float(est - exact)) < 0.01 * abs(float(exact))
+    fits = {
+        m: fit_hyperparameters(MLPGPKernel(3, 2, weight_var=1.0), x, y, noise=0.05, steps=150,
+                               fixed=("bias_var", "input_scale", "lengthscale"), method=m)
+        for m in ("cholesky", "stochastic")
+    }  # fmt: skip
+    assert fits["stochastic"].method == "stochastic" and fits["cholesky"].method == "cholesky"
+    w = {m: f.values["weight_var"][0] for m, f in fits.items()}
+    se = fits["cholesky"].standard_errors["weight_var"][0]
+    assert abs(w["stochastic"] - w["cholesky"]) < 0.5 * se, (w, se)
+    with pytest.raises(ValueError, match="method: expected"):
+        fit_hyperparameters(MLPGPKernel(3, 2), x, y, method="lanczos")

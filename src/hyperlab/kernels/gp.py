@@ -40,7 +40,9 @@ __all__ = [
     "MLPGPKernel",
     "fit_hyperparameters",
     "hyper_gp",
+    "EXACT_MAX",
     "log_marginal_likelihood",
+    "log_marginal_likelihood_stochastic",
     "mlp_gp",
 ]
 
@@ -450,6 +452,35 @@ def log_marginal_likelihood(k: Tensor, y: Tensor, noise: Tensor) -> Tensor:
     return -0.5 * (yy * alpha).sum() - 0.5 * t * logdet - 0.5 * n * t * math.log(2 * math.pi)
 
 
+def log_marginal_likelihood_stochastic(
+    k: Tensor, y: Tensor, noise: Tensor, *, probes: int = 10, max_iter: int = 1000
+) -> Tensor:
+    """log p(y | K, σ²) as GPyTorch estimates it for large N: conjugate gradients for the
+    quadratic term and stochastic Lanczos quadrature with ``probes`` random vectors for
+    log det (linear_operator's ``inv_quad_logdet`` with Cholesky switched off; needs the
+    ``gpytorch`` extra); differentiable in K and σ² like the exact one."""
+    import linear_operator  # optional dependency (pip install hyperlab[gpytorch])
+
+    settings = linear_operator.settings
+
+    n = k.shape[0]
+    yy = y if y.dim() == 2 else y[:, None]
+    a = linear_operator.to_linear_operator(k).add_diagonal(noise.expand(n))
+    with (
+        settings.max_cholesky_size(0),
+        settings.num_trace_samples(probes),
+        settings.max_cg_iterations(max_iter),
+        settings.cg_tolerance(1e-4),
+    ):
+        inv_quad, logdet = a.inv_quad_logdet(inv_quad_rhs=yy, logdet=True, reduce_inv_quad=True)
+    t = yy.shape[1]
+    return -0.5 * inv_quad - 0.5 * t * logdet - 0.5 * n * t * math.log(2 * math.pi)
+
+
+#: ``fit_hyperparameters(method='auto')`` uses the exact Cholesky up to this many points
+EXACT_MAX = 3000
+
+
 @dataclass
 class HyperparameterFit:
     """What [`fit_hyperparameters`][hyperlab.kernels.gp.fit_hyperparameters] reached: the noise and
@@ -462,6 +493,7 @@ class HyperparameterFit:
     values: dict[str, list[float]]
     standard_errors: dict[str, list[float]] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)
+    method: str = "cholesky"
 
 
 def fit_hyperparameters(
@@ -474,6 +506,7 @@ def fit_hyperparameters(
     steps: int = 200,
     lr: float = 0.05,
     fixed: tuple[str, ...] = (),
+    method: Literal["auto", "cholesky", "stochastic"] = "auto",
 ) -> HyperparameterFit:
     """Maximise the GP log marginal likelihood over ``kernel``'s hyperparameters (and the
     noise σ², starting at ``noise``, where ``learn_noise``) by autograd through the kernel:
@@ -482,11 +515,17 @@ def fit_hyperparameters(
     [`HyperGPKernel`][hyperlab.kernels.gp.HyperGPKernel] (changed
     in place); ``fixed``: hyperparameter names held at their values (a ReLU kernel is
     homogeneous: only the product of the scales is identified, so fix all but one).
-    ``train`` (N, d), ``y`` (N,) or (N, T)."""
+    ``train`` (N, d), ``y`` (N,) or (N, T). ``method``: 'cholesky' (exact), 'stochastic'
+    ([`log_marginal_likelihood_stochastic`][hyperlab.kernels.gp.log_marginal_likelihood_stochastic]:
+    GPyTorch's CG and stochastic log-determinant estimate), 'auto': exact up to ``EXACT_MAX``
+    points. Standard errors come from the exact Hessian: on a stochastic fit, from a random
+    ``EXACT_MAX``-point subset (so wider than the full data's)."""
     if not noise > 0 or not math.isfinite(noise):
         raise ValueError(f"noise: expected a positive float, got {noise!r}")
     if steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    if method not in ("auto", "cholesky", "stochastic"):
+        raise ValueError(f"method: expected 'auto', 'cholesky' or 'stochastic', got {method!r}")
     names = list(getattr(kernel, "hyper_names", ()))
     if not names:
         raise TypeError(f"kernel: expected an MLPGPKernel or HyperGPKernel, got {type(kernel)}")
@@ -505,18 +544,26 @@ def fit_hyperparameters(
     raw_noise = nn.Parameter(torch.log(torch.expm1(torch.tensor(noise, dtype=torch.float64))))
     params = [kernel.raw_of(n) for n in free] + ([raw_noise] if learn_noise else [])
     opt = torch.optim.Adam(params, lr=lr)
+    exact = method == "cholesky" or (method == "auto" and x.shape[0] <= EXACT_MAX)
+    mll_of = log_marginal_likelihood if exact else log_marginal_likelihood_stochastic
     history = []
     for _ in range(steps):
         opt.zero_grad()
-        mll = log_marginal_likelihood(kernel(x), yt, F.softplus(raw_noise))
+        mll = mll_of(kernel(x), yt, F.softplus(raw_noise))
         (-mll).backward()
         opt.step()
         history.append(float(mll.detach()))
     values = {n: t.detach().reshape(-1).tolist() for n, t in kernel.values().items()}
     fitted_noise = F.softplus(raw_noise.detach())
-    ses = _standard_errors(kernel, x, yt, free, fitted_noise, learn_noise)
+    sub = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:EXACT_MAX]
+    sx, sy = (x, yt) if exact else (x[sub.to(x.device)], yt[sub.to(x.device)])
+    ses = _standard_errors(kernel, sx, sy, free, fitted_noise, learn_noise)
     return HyperparameterFit(
-        noise=float(fitted_noise), values=values, standard_errors=ses, history=history
+        noise=float(fitted_noise),
+        values=values,
+        standard_errors=ses,
+        history=history,
+        method="cholesky" if exact else "stochastic",
     )
 
 
