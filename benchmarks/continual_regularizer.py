@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from hyperlab.continual import ContinualConfig, Hypernet, TaskConditioned, output_regularizer
 from hyperlab.primary import MLP
-from hyperlab.runtime import cpu_model, num_threads, resolve_device, synchronize
+from hyperlab.runtime import cpu_model, median_seconds, num_threads, resolve_device
 
 SIZES = [784, 400, 400, 10]
 EMB, CHUNK_EMB, HIDDEN, CHUNK = 96, 96, (10, 10), 42_000
@@ -69,16 +67,7 @@ def _copy_into(model: TaskConditioned, hnet) -> None:
 
 
 def _median_ms(step, dev: torch.device, warmup: int, repeat: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeat):
-        synchronize(dev)
-        t0 = time.perf_counter()
-        step()
-        synchronize(dev)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(step, dev, repeats=repeat, warmup=warmup)
 
 
 def compare(t: int, dev: torch.device, warmup: int, repeat: int) -> tuple[float, float]:

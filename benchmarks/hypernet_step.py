@@ -38,10 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import torch
@@ -50,7 +48,7 @@ from torch.func import functional_call, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from hyperlab import MLP, HyperModel
-from hyperlab.runtime import cpu_model, resolve_device, synchronize
+from hyperlab.runtime import cpu_model, median_seconds, resolve_device
 
 DEVICE = torch.device("cpu")
 
@@ -167,16 +165,7 @@ def make_step(forward: Callable, params: list, x, cond, y) -> Callable[[], float
 
 def timeit(fn: Callable, repeats: int, warmup: int = 2) -> float:
     """Median seconds per call, synchronising the device around every timed call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(DEVICE)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(DEVICE)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, DEVICE, repeats=repeats, warmup=warmup)
 
 
 def gemm_gflops(m: int, k: int, n: int, repeats: int) -> float:

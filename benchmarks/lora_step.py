@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ from torch.func import functional_call
 
 from hyperlab import HyperModel
 from hyperlab.lora import LoRAPrimary
-from hyperlab.runtime import cpu_model, num_threads, resolve_device, synchronize
+from hyperlab.runtime import cpu_model, median_seconds, num_threads, resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from lora_transformer import Classifier  # noqa: E402  (the example's model)
@@ -38,16 +36,7 @@ TARGETS = ["encoder.layers.*.self_attn.out_proj", "encoder.layers.*.linear*"]
 
 
 def _median_ms(step, dev: torch.device, warmup: int, repeat: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeat):
-        synchronize(dev)
-        t0 = time.perf_counter()
-        step()
-        synchronize(dev)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(step, dev, repeats=repeat, warmup=warmup)
 
 
 def _hyperlab(base, x, cond, y, rank):

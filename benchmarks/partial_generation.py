@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -30,7 +28,7 @@ from torch.func import functional_call
 
 from hyperlab import HyperModel
 from hyperlab.modules import ModulePrimary
-from hyperlab.runtime import cpu_model, num_threads, resolve_device, synchronize
+from hyperlab.runtime import cpu_model, median_seconds, num_threads, resolve_device
 
 
 class Net(nn.Module):
@@ -52,16 +50,7 @@ class Net(nn.Module):
 
 
 def _median_ms(step, dev: torch.device, warmup: int, repeat: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeat):
-        synchronize(dev)
-        t0 = time.perf_counter()
-        step()
-        synchronize(dev)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(step, dev, repeats=repeat, warmup=warmup)
 
 
 def _hyperlab(net, cond, x, y, dev):

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import pytest
 import torch
 
 from hyperlab import MLP
-from hyperlab.runtime import input_checks, keep_freed_memory, num_threads, resolve_device
+from hyperlab.runtime import (
+    input_checks,
+    keep_freed_memory,
+    median_seconds,
+    num_threads,
+    resolve_device,
+)
 
 
 def test_resolve_device_names_the_argument() -> None:
@@ -72,3 +79,11 @@ def test_keep_freed_memory_retains_then_releases_large_blocks():
         assert freed_mib() < 50  # a nested block does not undo the outer one
         inside = _rss_mib()
     assert inside - _rss_mib() > 200  # leaving the block gives the kept memory back (trim)
+
+
+def test_median_seconds_times_the_call_and_checks_its_arguments():
+    calls = []
+    t = median_seconds(lambda: (calls.append(1), time.sleep(0.01)), "cpu", repeats=3, warmup=1)
+    assert len(calls) == 4 and 0.009 < t < 0.5
+    with pytest.raises(ValueError, match="repeats, warmup"):
+        median_seconds(lambda: None, repeats=0)

@@ -16,12 +16,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import platform
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 __all__ = [
+    "median_seconds",
     "checks_enabled",
     "cpu_model",
     "input_checks",
@@ -55,6 +58,29 @@ def synchronize(device: str | torch.device | None = None) -> None:
         torch.cuda.synchronize(dev)
     elif dev is None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
+
+
+def median_seconds(
+    fn: Callable[[], object],
+    device: str | torch.device | None = None,
+    *,
+    repeats: int = 10,
+    warmup: int = 2,
+) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones,
+    the device synchronised around every timed call (so a GPU's queued work is counted)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats, warmup: expected >= 1 and >= 0, got {repeats}, {warmup}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 @contextlib.contextmanager
