@@ -97,10 +97,8 @@ def main() -> None:
         from hyperlab.kernels.gpytorch import NeuralKernel
 
         cov = NeuralKernel(hk, "ntk")
-        print(
-            "inside GPyTorch: the same kernel,",
-            float((cov(u[:5]).to_dense().detach() - hk((x[:5], z[:5]), get="ntk")).abs().max()),
-        )
+        gap = float((cov(u[:5]).to_dense().detach() - hk((x[:5], z[:5]), get="ntk")).abs().max())
+        print(f"inside GPyTorch: the same hyperkernel, max |difference| from hyperlab's {gap:.1e}")
     print(f"example=kernels_tour metric=cg_iterations value={cg.iterations}")
 
 

@@ -24,7 +24,14 @@ def main() -> None:
     a = ap.parse_args()
     preset = "tiny" if a.tiny else a.preset
     with tempfile.TemporaryDirectory() as out:
-        run_experiment("modularity-synthetic-depth", preset=preset, out_dir=out, progress=False)
+        command = f"hyperlab run modularity-synthetic-depth --preset {preset} --out DIR"
+        run_experiment(
+            "modularity-synthetic-depth",
+            preset=preset,
+            out_dir=out,
+            progress=False,
+            command=command,  # what results.json records as the way to reproduce it
+        )
         record = json.loads((Path(out) / "results.json").read_text())
         print("command:", record["command"])
         print("scale:", record["scale"]["scale"], "-", "; ".join(record["scale"]["below"][:3]))
