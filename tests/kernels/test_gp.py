@@ -218,3 +218,12 @@ def test_the_stochastic_fit_for_large_n_agrees_with_the_exact_one():
     assert abs(w["stochastic"] - w["cholesky"]) < 0.5 * se, (w, se)
     with pytest.raises(ValueError, match="method: expected"):
         fit_hyperparameters(MLPGPKernel(3, 2), x, y, method="lanczos")
+
+
+def test_the_stochastic_path_without_gpytorch_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "linear_operator", None)  # import raises ImportError
+    k = torch.eye(3, dtype=DT)
+    with pytest.raises(ImportError, match=r"hyperlab\[gpytorch\].*method='cholesky'"):
+        log_marginal_likelihood_stochastic(k, torch.ones(3, dtype=DT), torch.tensor(0.1))

@@ -459,7 +459,13 @@ def log_marginal_likelihood_stochastic(
     quadratic term and stochastic Lanczos quadrature with ``probes`` random vectors for
     log det (linear_operator's ``inv_quad_logdet`` with Cholesky switched off; needs the
     ``gpytorch`` extra); differentiable in K and σ² like the exact one."""
-    import linear_operator  # optional dependency (pip install hyperlab[gpytorch])
+    try:
+        import linear_operator  # optional dependency (pip install hyperlab[gpytorch])
+    except ImportError as err:
+        raise ImportError(
+            "method='stochastic' (used above EXACT_MAX points by method='auto') needs GPyTorch's "
+            "linear_operator: pip install 'hyperlab[gpytorch]', or pass method='cholesky'"
+        ) from err
 
     settings = linear_operator.settings
 
