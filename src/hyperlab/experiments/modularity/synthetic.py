@@ -39,6 +39,10 @@ from hyperlab.experiments.stats import nanmean
 TRAIN_EVAL = 5_000
 
 
+#: the paper's target as a panel of `paper_sizes`: a 'centred' run is outside the paper (beyond)
+PAPER_TARGET: dict[str, tuple[str, ...]] = {"target": ("sigmoid",)}
+
+
 @dataclass(frozen=True)
 class SyntheticConfig(TunedSweepConfig, Conventions):
     """Sizes of the synthetic task and of f, e, g, q (Sec. 5: d_x = d_I = 1000)."""

@@ -18,6 +18,7 @@ from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.modularity.sweep import counts_recorder, sweep
 from hyperlab.experiments.modularity.synthetic import (
+    PAPER_TARGET,
     SyntheticConfig,
     synthetic_claims,
     synthetic_result,
@@ -112,7 +113,8 @@ register(
         paper_sizes=sizes_of(
             SyntheticDepthConfig, "d_x", "d_i", "n_train", "embedding_dim", "depths"
         )
-        | {"seeds": 100},  # Fig. 1's caption: error bars are SD over 100 repetitions
+        | {"seeds": 100}  # Fig. 1's caption: error bars are SD over 100 repetitions
+        | PAPER_TARGET,
         presets={
             "full": {},
             # the authors' conventions spelled out (the defaults today), at the paper's d = 1000

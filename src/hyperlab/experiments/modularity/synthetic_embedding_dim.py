@@ -15,6 +15,7 @@ from hyperlab.experiments.claims import Claim
 from hyperlab.experiments.config import param
 from hyperlab.experiments.modularity.sweep import counts_recorder, sweep
 from hyperlab.experiments.modularity.synthetic import (
+    PAPER_TARGET,
     SyntheticConfig,
     synthetic_claims,
     synthetic_result,
@@ -99,7 +100,8 @@ register(
         "100-100-100i-N_g, e = 100-100-100-1000i, g, q: d_in-10-1 (d_x = d_I = 100).",
         config_class=SyntheticEmbeddingDimConfig,
         paper_sizes=sizes_of(SyntheticEmbeddingDimConfig, "d_x", "d_i", "n_train", "dims")
-        | {"seeds": 100},  # Fig. 1's caption: error bars are SD over 100 repetitions
+        | {"seeds": 100}  # Fig. 1's caption: error bars are SD over 100 repetitions
+        | PAPER_TARGET,
         presets={
             "full": {},
             # d = 20, embedding dims scaled by 1/5 like d_x (see the depth experiment)
