@@ -53,18 +53,24 @@ def test_table_has_one_row_per_claim_with_numbers_and_verdict(tmp_path):
         {"c3": True},
         scale={"scale": "reduced", "below": ["seeds 2 (the paper: 100)"], "beyond": []},
     )
+    _fake_run(tmp_path / "runs" / "c", "exp-c", {"c5": True}, scale={
+        "scale": "reduced", "below": ["seeds 5 (the paper: 100)"],
+        "beyond": ["target centred (the paper: sigmoid)"]})  # fmt: skip
     text, out = write_report([tmp_path / "runs"], tmp_path / "page" / "report.md")
     assert out.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| Fig. 9 |")]
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert ("| Fig. 9 | c1 | rule of c1 | hn = 0.1; emb = 0.2 | yes | paper | "
             "`hyperlab run exp-a --quick` | quick | seed 0, 0.0 min | 2-core x86_64 CPU, "
             "2 threads | 0123456789 |") in rows  # fmt: skip
     assert any("| c2 |" in r and "| **no** |" in r for r in rows)
     assert any("| c4 |" in r and "| not judged (why c4) |" in r for r in rows)
     assert any("| c3 |" in r and "| reduced: seeds 2 (the paper: 100) |" in r for r in rows)
+    # a reduced run outside the paper's setting says both
+    assert ("| c5 | rule of c5 |  | yes | reduced: seeds 5 (the paper: 100); outside the paper: "
+            "target centred (the paper: sigmoid) |") in text  # fmt: skip
     assert "- at paper scale: 1 of 2 judged claims held (1 not judged)" in text
-    assert "- at reduced scale: 1 of 1 judged claims held (0 not judged)" in text
+    assert "- at reduced scale: 2 of 2 judged claims held (0 not judged)" in text
     assert "0.1 \\| 0.2" in text  # pipes inside cells are escaped
     assert "![fig.png](../runs/a/fig.png)" in text  # relative to the page
     assert (out.parent / "../runs/a/fig.png").resolve().is_file()

@@ -123,10 +123,14 @@ def _provenance(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 
 def _scale(record: Mapping[str, Any]) -> str:
-    """``paper``, ``reduced: ...`` (every dimension below the paper's) or ``beyond: ...``."""
+    """``paper``, ``reduced: ...`` (every dimension below the paper's, then any outside it)
+    or ``beyond: ...``."""
     sc = record.get("scale") or {}
     label = sc.get("scale", "unknown (recorded before scales)")
-    parts = [*sc.get("below", []), *(sc.get("beyond", []) if label == "beyond" else [])]
+    outside = sc.get("beyond", [])
+    if label != "beyond":  # a reduced run may also leave the paper's setting (e.g. its target)
+        outside = [f"outside the paper: {b}" for b in outside]
+    parts = [*sc.get("below", []), *outside]
     return f"{label}: {'; '.join(parts)}" if parts else label
 
 
