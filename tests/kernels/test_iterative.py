@@ -147,3 +147,49 @@ def test_tile_cache_changes_time_not_the_answer():
             assert torch.equal(got.alpha[k], ref.alpha[k])
     with pytest.raises(ValueError, match="cache_gb"):
         fit_cg(hk, (x, z), y, cache_gb=-1.0)
+
+
+def test_nystrom_factors_are_orthonormal_and_exact_at_full_rank():
+    from hyperlab.kernels.iterative import _nystrom, _Operator
+
+    x = torch.randn(60, 5, generator=torch.Generator().manual_seed(0), dtype=DT)
+    mk = MLPKernel(5, 3)
+    op = _Operator(mk.tiles(x, None, get=("nngp", "ntk")), 16)
+    us, lams = _nystrom(op, 2, 60, 60, torch.ones(2, 60, dtype=DT), seed=0)
+    for u, lam, get in zip(us, lams, ("nngp", "ntk"), strict=True):
+        k = mk(x, get=get)
+        torch.testing.assert_close(u.T @ u, torch.eye(60, dtype=DT), atol=1e-8, rtol=0)
+        assert bool((lam[:-1] >= lam[1:]).all())  # descending, as the preconditioner assumes
+        assert _rel(u @ torch.diag(lam) @ u.T, k) < 1e-8
+    low, lam10 = _nystrom(op, 2, 60, 10, torch.ones(2, 60, dtype=DT), seed=0)
+    assert low[0].shape == (60, 10) and lam10[0].shape == (10,)
+
+
+def test_memory_estimate_grows_with_rank_and_cache_and_caps_the_cache():
+    from hyperlab.kernels import cg_memory_bytes
+
+    base = cg_memory_bytes(60_000, CGOptions(rank=1000), kernels=2)
+    assert cg_memory_bytes(60_000, CGOptions(rank=3000), kernels=2)["preconditioner"] > 2.9 * (
+        base["preconditioner"]
+    )
+    big = cg_memory_bytes(60_000, CGOptions(rank=1000, cache_gb=6.0), kernels=2)
+    assert big["total"] - base["total"] == pytest.approx(6 * 2**30)
+    capped = cg_memory_bytes(1000, CGOptions(rank=10, cache_gb=6.0, dtype=torch.float32))
+    assert capped["cache"] < 1000 * 1000 * 4  # at most the upper triangle, not the budget
+    # the 60k Table-1 solve that the OS killed at 23.5 GB (rank 3000, 6 GB cache, two kernels)
+    # was estimated over the old preconditioner's peak; the new one fits in 24 GB
+    assert cg_memory_bytes(60_000, CGOptions(rank=3000, cache_gb=6.0), kernels=2,
+                           threads=1)["total"] < 20 * 2**30  # fmt: skip
+
+
+def test_solve_over_the_free_memory_is_refused_before_any_work(monkeypatch):
+    import hyperlab.kernels.iterative as it
+
+    x, z, y = table1_like(20, 5)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf")
+    monkeypatch.setattr(it, "available_memory_bytes", lambda device="cpu": 1e5)
+    monkeypatch.setattr(it, "_Operator", None)  # never reached
+    with pytest.raises(MemoryError, match=r"rank=7.*cache_gb=0\.5.*lower rank or cache_gb"):
+        fit_cg(hk, (x, z), y, rank=7, cache_gb=0.5)
+    monkeypatch.setattr(it, "available_memory_bytes", lambda device="cpu": None)
+    it.check_cg_memory(10**6, CGOptions(rank=10**5))  # unknown free memory: no check

@@ -22,7 +22,12 @@ from hyperlab.kernels.empirical import (
     trainable_params,
 )
 from hyperlab.kernels.features import FourierFeatures, rbf_kernel
-from hyperlab.kernels.iterative import CGOptions, NotConvergedError
+from hyperlab.kernels.iterative import (
+    CGOptions,
+    NotConvergedError,
+    cg_memory_bytes,
+    check_cg_memory,
+)
 from hyperlab.kernels.regression import (
     KernelFit,
     NotPositiveDefiniteError,
@@ -35,6 +40,8 @@ from hyperlab.kernels.tiles import Tiles
 __all__ = [
     "ArcCosine",
     "CGOptions",
+    "cg_memory_bytes",
+    "check_cg_memory",
     "KernelFit",
     "NotConvergedError",
     "Tiles",

@@ -19,6 +19,7 @@ share their tiles and are solved side by side.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,15 @@ from hyperlab.kernels.tiles import (
     tile_jobs,
 )
 
-__all__ = ["CGFit", "CGOptions", "NotConvergedError", "solve_cg"]
+__all__ = [
+    "CGFit",
+    "CGOptions",
+    "NotConvergedError",
+    "available_memory_bytes",
+    "cg_memory_bytes",
+    "check_cg_memory",
+    "solve_cg",
+]
 
 F64 = torch.float64
 
@@ -79,6 +88,72 @@ class CGOptions:
 
 class NotConvergedError(RuntimeError):
     """Conjugate gradients did not reach ``tol`` within ``max_iter`` iterations."""
+
+
+def cg_memory_bytes(n: int, options: CGOptions | None = None, *, kernels: int = 1,
+                    targets: int = 1, threads: int | None = None) -> dict[str, float]:  # fmt: skip
+    """Peak bytes of [`solve_cg`][hyperlab.kernels.iterative.solve_cg] on N = ``n`` samples,
+    ``kernels`` kernels side by side and ``targets`` columns of Y, by part: 'cache' (the tiles
+    kept, at most the upper triangle), 'preconditioner' (its peak while built: for Nyström the
+    sketch, Y = K·sketch per thread and two N×r work matrices; for pivoted Cholesky the factors,
+    the fetched rows and the Woodbury factors), 'cg' (the solver's vectors), 'tiles' (the tiles
+    in flight, one per thread, with the kernel's intermediates) and 'total'. The training
+    inputs themselves are not counted."""
+    o = options or CGOptions()
+    t = max(1, threads or torch.get_num_threads())
+    s, r, f8 = kernels, min(o.rank, n) if o.preconditioner != "none" else 0, 8.0
+    b = min(o.block_size, n)
+    upper = n * (n + b) / 2 * s * o.dtype.itemsize
+    parts = {"cache": min(o.cache_gb * 2**30, upper)}
+    if o.preconditioner == "nystrom":
+        parts["preconditioner"] = (s * t + 3) * n * r * f8
+    else:
+        parts["preconditioner"] = (2 * s * n * r + s * s * b * n * 2) * f8
+    parts["cg"] = (7 + t) * s * n * targets * f8
+    parts["tiles"] = t * s * b * b * (f8 + o.dtype.itemsize) * 8  # ~8 intermediates per entry
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def available_memory_bytes(device: torch.device | str = "cpu") -> float | None:
+    """Memory free for new allocations on ``device``: CUDA's free memory, Linux's
+    MemAvailable, else the free physical pages (None where the platform does not say)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_cg_memory(n: int, options: CGOptions | None = None, *, kernels: int = 1,
+                    targets: int = 1, device: torch.device | str = "cpu") -> None:  # fmt: skip
+    """Raise MemoryError, naming the options to lower, when the CG solve's estimated peak
+    ([`cg_memory_bytes`][hyperlab.kernels.iterative.cg_memory_bytes]) exceeds the memory
+    available on ``device`` (the OS would otherwise kill the process without a message)."""
+    o = options or CGOptions()
+    free = available_memory_bytes(device)
+    parts = cg_memory_bytes(n, o, kernels=kernels, targets=targets)
+    if free is None or parts["total"] <= free:
+        return
+    gb = {k: v / 2**30 for k, v in parts.items()}
+    raise MemoryError(
+        f"the CG solve at N={n:,} ({kernels} kernel(s)) needs about {gb['total']:.1f} GiB "
+        f"({o.preconditioner} preconditioner of rank={o.rank}: {gb['preconditioner']:.1f} GiB, "
+        f"tile cache cache_gb={o.cache_gb:g}: {gb['cache']:.1f} GiB, solver and tiles "
+        f"{gb['cg'] + gb['tiles']:.1f} GiB) but {free / 2**30:.1f} GiB is available: lower "
+        "rank or cache_gb, or use fewer threads"
+    )
 
 
 def _world() -> tuple[int, int]:
@@ -279,20 +354,28 @@ def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64,
 def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, seed: int
              ) -> tuple[list[Tensor], list[Tensor]]:  # fmt: skip
     """Randomized Nyström approximation K ≈ U Λ Uᵀ of rank ``rank`` per kernel (Frangella,
-    Tropp & Udell 2023): one product of K with a Gaussian sketch (all columns at once)."""
+    Tropp & Udell 2023, Alg. 2.1): one product of K with a Gaussian sketch (all columns at
+    once). The sketch is shared by the kernels (not copied per kernel), Y is shifted in place,
+    B's SVD comes from its QR and the SVD of the r×r factor, and U overwrites Y: the peak is
+    Y, the sketch and two N×r matrices (see
+    [`cg_memory_bytes`][hyperlab.kernels.iterative.cg_memory_bytes])."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     omega = torch.linalg.qr(torch.randn(n, rank, generator=g, dtype=F64))[0].to(shift.device)
-    y = op.matvec(omega.expand(n_kernels, -1, -1).contiguous())  # (S, N, r)
+    y = op.matvec(omega.expand(n_kernels, -1, -1))  # (S, N, r)
     us, lams = [], []
     for k in range(n_kernels):
         nu = float(torch.finfo(F64).eps) * float(y[k].norm())
-        y_nu = y[k] + nu * omega
+        y_nu = y[k].add_(omega, alpha=nu)
         core = omega.T @ y_nu
         c = torch.linalg.cholesky(0.5 * (core + core.T))
         b = torch.linalg.solve_triangular(c, y_nu.T, upper=False).T  # Y_ν C⁻ᵀ
-        u, sig, _ = torch.linalg.svd(b, full_matrices=False)
-        us.append(u)
-        lams.append((sig * sig - nu).clamp_min(0.0))
+        q, r = torch.linalg.qr(b)  # B = QR, R = W Σ Vᵀ: U = QW, B's singular values Σ
+        del b
+        w, sig, _ = torch.linalg.svd(r)
+        us.append(torch.matmul(q, w, out=y[k]))  # U overwrites Y_k, no longer needed
+        del q
+        sig2 = sig * sig
+        lams.append((sig2 - nu).clamp_min(0.0))
     return us, lams
 
 
@@ -358,7 +441,8 @@ def solve_cg(
     ([`CGOptions`][hyperlab.kernels.iterative.CGOptions]): the
     preconditioner and its rank (0 or 'none': plain CG), the tiles' dtype, a tile cache
     (0: fully matrix-free, O(N · (block + rank)); the upper triangle of one float32 kernel at
-    N = 20,000 takes 0.8 GB).
+    N = 20,000 takes 0.8 GB). Raises MemoryError before any work where the estimated peak
+    ([`cg_memory_bytes`][hyperlab.kernels.iterative.cg_memory_bytes]) exceeds the free memory.
     """
     o = options or CGOptions()
     names, single = parse_get(get)
@@ -373,6 +457,8 @@ def solve_cg(
         raise ValueError(f"y_train: expected shape ({n},) or ({n}, T), got {tuple(y.shape)}")
     if not torch.isfinite(y).all():
         raise ValueError("y_train: contains NaN or infinite values")
+    check_cg_memory(n, o, kernels=len(names), targets=1 if y.dim() == 1 else y.shape[1],
+                    device=tiles.device)  # fmt: skip
     squeeze = y.dim() == 1
     b = (y[:, None] if squeeze else y).expand(len(names), -1, -1).clone()  # (S, N, T)
     op = _Operator(tiles, o.block_size, o.cache_gb * 2**30)

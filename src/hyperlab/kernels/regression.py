@@ -20,7 +20,6 @@ Every solver returns a [`KernelFit`][hyperlab.kernels.regression.KernelFit] whos
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from hyperlab.kernels.iterative import CGFit, CGOptions, solve_cg
+from hyperlab.kernels.iterative import CGFit, CGOptions, available_memory_bytes, solve_cg
 from hyperlab.kernels.tiles import DEFAULT_BLOCK, Get, check_positive_int, parse_get
 
 __all__ = [
@@ -107,21 +106,6 @@ def _factor(
         msg = f"k_train + eps·I was not positive definite; added jitter {used:.3g}"
         warnings.warn(f"kernel_regression: {msg} to the diagonal", RuntimeWarning, stacklevel=3)
     return chol, torch.cholesky_solve(y, chol), used
-
-
-def _available_bytes() -> float:
-    """Memory available now (Linux: MemAvailable), else 8 GiB."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8.0 * 2**30
 
 
 def _rows(u: object, s: slice) -> object:
@@ -368,7 +352,9 @@ def _choose(solver: str, n: int, kernels: int, memory_gb: float | None) -> tuple
     if solver != "auto":
         return solver, f"solver={solver!r} asked"
     need = 2 * 8 * n * n * kernels  # float64 K and its Cholesky factor, per kernel
-    budget = (memory_gb * 2**30 if memory_gb is not None else _available_bytes()) / 4
+    budget = (
+        memory_gb * 2**30 if memory_gb is not None else (available_memory_bytes() or 8.0 * 2**30)
+    ) / 4
     pick = "cholesky" if need <= budget else "cg"
     word = "within" if pick == "cholesky" else "over"
     return pick, (

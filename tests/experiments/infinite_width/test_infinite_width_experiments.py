@@ -206,3 +206,20 @@ def test_representation_cg_solver_matches_dense(tmp_path, data_root):
     solves = runs["cg"]["metrics"]["solves"]
     assert solves and all(s["iterations"] > 0 for s in solves)
     assert runs["cg"]["peak_memory_mb"] > 0
+
+
+def test_representation_refuses_a_cg_solve_over_the_free_memory_naming_its_settings(
+    tmp_path, data_root, monkeypatch
+):
+    import hyperlab.kernels.iterative as it
+    from hyperlab.experiments.config import ConfigError
+
+    monkeypatch.setattr(it, "available_memory_bytes", lambda device="cpu": 2**30)
+    with pytest.raises(ConfigError, match=r"cg_rank / cg_cache_gb: .*N=12,000.*rank=3000"):
+        run_experiment(
+            "infinite-width-representation", preset="tiny", out_dir=tmp_path,
+            data_dir=data_root, progress=False,
+            overrides={"hn_runs": 0, "tasks": ["representation"], "solver": "cg",
+                       "ns": [3000], "cg_rank": 3000, "cg_cache_gb": 6.0},
+        )  # fmt: skip
+    assert not (tmp_path / "results.json").exists()

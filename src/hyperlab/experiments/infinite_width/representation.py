@@ -20,14 +20,14 @@ from tqdm.auto import tqdm
 from hyperlab.data import load_mnist
 from hyperlab.experiments.base import Experiment, Result, RunContext, register
 from hyperlab.experiments.claims import NOISE_SE, Claim, at_every, compare, monotone
-from hyperlab.experiments.config import param
+from hyperlab.experiments.config import ConfigError, param
 from hyperlab.experiments.infinite_width.common import DT
 from hyperlab.experiments.infinite_width.fitted import FITTED, FittedSolver
 from hyperlab.experiments.infinite_width.representation_hn import HNConfig, describe_hn, train_hn
 from hyperlab.experiments.papers import INFINITE_WIDTH
 from hyperlab.experiments.scale import sizes_of
 from hyperlab.experiments.stats import nanmean, nanstd
-from hyperlab.kernels import CGOptions, HyperKernel, fit_kernel_regression
+from hyperlab.kernels import CGOptions, HyperKernel, check_cg_memory, fit_kernel_regression
 from hyperlab.kernels.analytic import Variant
 from hyperlab.plots import plt
 
@@ -74,7 +74,7 @@ class RepresentationConfig(HNConfig):
                         "or 'cg' (matrix-free preconditioned CG, for N beyond memory)",
                         choices=("dense", "cg"))  # fmt: skip
     cg_tol: float = param(1e-6, "CG: relative residual to stop at", positive=True)
-    cg_rank: int = param(1000, "CG: rank of the pivoted-Cholesky preconditioner", min=0)
+    cg_rank: int = param(1000, "CG: rank of the (Nyström) preconditioner", min=0)
     cg_dtype: str = param("float64", "CG: dtype of the kernel tiles (products accumulate in "
                           "float64)", choices=("float64", "float32"))  # fmt: skip
     cg_cache_gb: float = param(0.0, "CG: memory for keeping kernel tiles between products "
@@ -129,6 +129,7 @@ def compute(ctx: RunContext[RepresentationConfig]) -> dict[str, Any]:
     perm = torch.randperm(test_imgs.shape[0], generator=ctx.generator("test-perm"))
     test = test_imgs[perm[: cfg.test_images]]
     dev = ctx.device
+    check_memory(cfg, dev)
     coords = pixel_coords().to(dev)
     kernels = _kernels(ctx)
     mse: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -201,14 +202,30 @@ def _ridge(cfg: RepresentationConfig) -> Literal["identity", "relative"]:
     return "relative" if cfg.ridge == "relative" else "identity"
 
 
+def _cg_options(cfg: RepresentationConfig) -> CGOptions:
+    return CGOptions(tol=cfg.cg_tol, rank=cfg.cg_rank, dtype=getattr(torch, cfg.cg_dtype),
+                     cache_gb=cfg.cg_cache_gb)  # fmt: skip
+
+
+def check_memory(cfg: RepresentationConfig, device: torch.device | str = "cpu") -> None:
+    """Before any work: the largest CG solve (both kernels side by side) fits the free memory,
+    else a ConfigError naming cg_rank and cg_cache_gb."""
+    if cfg.solver != "cg":
+        return
+    try:
+        check_cg_memory(max(cfg.ns) * cfg.copies, _cg_options(cfg), kernels=len(KERNELS),
+                        device=device)  # fmt: skip
+    except MemoryError as err:
+        raise ConfigError(f"cg_rank / cg_cache_gb: {err}") from None
+
+
 def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.Tensor) -> tuple:
     """Eq. 18 for the hyperkernel ('ntk') and the NNGP on one training set: a function mapping
     test inputs to both predictions, and what the solve cost. Dense: one Cholesky per kernel;
     CG: both kernels solved side by side on shared tiles, K never held."""
     start = time.perf_counter()
     gets = tuple(KERNELS.values())
-    cg = CGOptions(tol=cfg.cg_tol, rank=cfg.cg_rank, dtype=getattr(torch, cfg.cg_dtype),
-                   cache_gb=cfg.cg_cache_gb)  # fmt: skip
+    cg = _cg_options(cfg)
     # both kernels share f's kernels and g's recursion: solved side by side
     fit = fit_kernel_regression(kern, train, y, get=gets, eps=cfg.eps, ridge=_ridge(cfg),
                                 solver="cg" if cfg.solver == "cg" else "cholesky", cg=cg,
