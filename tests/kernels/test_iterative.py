@@ -169,8 +169,9 @@ def test_memory_estimate_grows_with_rank_and_cache_and_caps_the_cache():
     from hyperlab.kernels import cg_memory_bytes
 
     base = cg_memory_bytes(60_000, CGOptions(rank=1000), kernels=2)
-    assert cg_memory_bytes(60_000, CGOptions(rank=3000), kernels=2)["preconditioner"] > 2.9 * (
-        base["preconditioner"]
+    assert (
+        cg_memory_bytes(60_000, CGOptions(rank=3000), kernels=2)["preconditioner"]
+        > 2.9 * (base["preconditioner"])
     )
     big = cg_memory_bytes(60_000, CGOptions(rank=1000, cache_gb=6.0), kernels=2)
     assert big["total"] - base["total"] == pytest.approx(6 * 2**30)
