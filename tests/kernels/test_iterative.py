@@ -194,3 +194,14 @@ def test_solve_over_the_free_memory_is_refused_before_any_work(monkeypatch):
         fit_cg(hk, (x, z), y, rank=7, cache_gb=0.5)
     monkeypatch.setattr(it, "available_memory_bytes", lambda device="cpu": None)
     it.check_cg_memory(10**6, CGOptions(rank=10**5))  # unknown free memory: no check
+
+
+def test_cg_reports_its_costs_and_the_nystrom_tail_falls_with_rank():
+    x, z, y = table1_like(40, 10)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    tails = []
+    for rank in (20, 100):
+        fit = fit_kernel_regression(hk, (x, z), y, solver="cg", cg=CGOptions(rank=rank))
+        assert fit.cg_stats["preconditioner_seconds"] >= 0 and fit.cg_stats["cg_seconds"] > 0
+        tails.append(fit.cg_stats["tail"]["ntk"])
+    assert tails[0] > tails[1] > 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -196,6 +197,10 @@ class CGFit:
     dtype: torch.dtype = F64
     squeeze: bool = False
     single: bool = False
+    #: what the solve cost: 'preconditioner' and 'cg' seconds, and for Nyström 'tail' per
+    #: kernel, λ_r / μ (the bound (λ_r + μ)/μ on the preconditioned condition number grows
+    #: with it: Frangella et al. 2023, Thm. 5.1)
+    stats: dict = field(default_factory=dict)
 
     def predict(self, test: object) -> Tensor | dict[str, Tensor]:
         """ŷ(u) = K(u, U) α for every kernel, (M,) or (M, T); split across ranks under torchrun."""
@@ -464,12 +469,20 @@ def solve_cg(
     op = _Operator(tiles, o.block_size, o.cache_gb * 2**30)
     diag = op.diagonal()
     reg = torch.full_like(diag, eps) if ridge == "identity" else eps * diag
+    start = time.perf_counter()
     precond = _make_preconditioner(op, diag, reg, o, n, len(names))
+    stats: dict = {"preconditioner_seconds": round(time.perf_counter() - start, 3)}
+    if isinstance(precond, _NystromPreconditioner):
+        lams, mu = precond.lams, precond.mu
+        stats["tail"] = {k: float(lams[i][-1] / mu[i]) if len(lams[i]) else 0.0
+                         for i, k in enumerate(names)}  # fmt: skip
 
     def apply(v: Tensor) -> Tensor:
         return op.matvec(v) + reg[:, :, None] * v
 
+    start = time.perf_counter()
     x, rel, it, history = _pcg(apply, precond, b, o.tol, o.max_iter, o.progress)
+    stats["cg_seconds"] = round(time.perf_counter() - start, 3)
     # the recursive residual drifts from the true one: check it with one more product
     b_norm = b.norm(dim=1, keepdim=True).clamp_min(torch.finfo(F64).tiny)
     true = ((b - apply(x)).norm(dim=1, keepdim=True) / b_norm).amax(dim=(1, 2))
@@ -483,7 +496,7 @@ def solve_cg(
     return CGFit(kernel=kernel, train=train, alpha={k: x[i] for i, k in enumerate(names)},
                  iterations=it, residual=residual, rank=o.rank, history=history,
                  block_size=o.block_size, dtype=o.dtype, squeeze=squeeze,
-                 single=single)  # fmt: skip
+                 single=single, stats=stats)  # fmt: skip
 
 
 def _make_preconditioner(op: _Operator, diag: Tensor, reg: Tensor, o: CGOptions, n: int,

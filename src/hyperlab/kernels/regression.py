@@ -141,6 +141,9 @@ class KernelFit:
     squeeze: bool = False
     single: bool = True
     cg: CGOptions | None = None
+    #: CG only: seconds of the preconditioner and of the iterations, Nyström's λ_r / μ
+    #: ([`CGFit`][hyperlab.kernels.iterative.CGFit])
+    cg_stats: dict[str, Any] = field(default_factory=dict)
     chol: dict[str, Tensor] = field(default_factory=dict)
     _cg_fit: CGFit | None = None
 
@@ -324,7 +327,7 @@ def _check_common(eps: float, ridge: str, solver: str) -> None:
 def _solve_cg_into(fit: KernelFit, y: Tensor, names: tuple[str, ...], opts: CGOptions) -> KernelFit:
     res = solve_cg(fit.kernel, fit.train, y, get=names, eps=fit.eps, ridge=fit.ridge, options=opts)  # type: ignore[arg-type]
     fit.alpha, fit.iterations, fit.residual = res.alpha, res.iterations, res.residual
-    fit.history, fit.cg, fit._cg_fit = res.history, opts, res
+    fit.history, fit.cg, fit._cg_fit, fit.cg_stats = res.history, opts, res, res.stats
     return fit
 
 

@@ -230,8 +230,8 @@ def _solve(cfg: RepresentationConfig, kern: HyperKernel, train: tuple, y: torch.
     fit = fit_kernel_regression(kern, train, y, get=gets, eps=cfg.eps, ridge=_ridge(cfg),
                                 solver="cg" if cfg.solver == "cg" else "cholesky", cg=cg,
                                 jitter="auto")  # fmt: skip
-    info = ({"iterations": fit.iterations, "residual": fit.residual} if fit.solver == "cg"
-            else {"jitter": fit.jitter})  # fmt: skip
+    info = ({"iterations": fit.iterations, "residual": fit.residual, **fit.cg_stats}
+            if fit.solver == "cg" else {"jitter": fit.jitter})  # fmt: skip
 
     def predict(test: tuple) -> dict[str, torch.Tensor]:
         out = fit.predict(test)
