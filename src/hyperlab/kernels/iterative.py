@@ -296,9 +296,10 @@ class _Operator:
                         self.filled.add(j)
                     blk = fresh
                 for i, k in enumerate(names):
-                    # float32 tiles are widened, not v narrowed: the operator stays one fixed
-                    # matrix, so CG's recursive residual tracks the true one
-                    kt = blk[k].to(F64)
+                    # for CG, float32 tiles are widened, not v narrowed: the operator stays one
+                    # fixed matrix, so CG's recursive residual tracks the true one; a float32
+                    # v (Nyström's sketch) takes float32 products
+                    kt = blk[k].to(v.dtype)
                     buf[i, rows] += kt @ v[i, cols]
                     if off_diagonal:
                         buf[i, cols] += kt.T @ v[i, rows]
@@ -366,13 +367,17 @@ def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, se
     [`cg_memory_bytes`][hyperlab.kernels.iterative.cg_memory_bytes])."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     omega = torch.linalg.qr(torch.randn(n, rank, generator=g, dtype=F64))[0].to(shift.device)
-    y = op.matvec(omega.expand(n_kernels, -1, -1))  # (S, N, r)
+    low = op.tiles.dtype == torch.float32  # float32 tiles: the sketch's products in float32
+    sketch = omega.to(op.tiles.dtype) if low else omega
+    y = op.matvec(sketch.expand(n_kernels, -1, -1)).to(F64)  # (S, N, r)
+    del sketch
+    eps = float(torch.finfo(op.tiles.dtype if low else F64).eps)
     us, lams = [], []
     for k in range(n_kernels):
-        nu = float(torch.finfo(F64).eps) * float(y[k].norm())
+        nu = eps * float(y[k].norm())
         y_nu = y[k].add_(omega, alpha=nu)
         core = omega.T @ y_nu
-        c = torch.linalg.cholesky(0.5 * (core + core.T))
+        c = _shifted_cholesky(0.5 * (core + core.T), nu)
         b = torch.linalg.solve_triangular(c, y_nu.T, upper=False).T  # Y_ν C⁻ᵀ
         q, r = torch.linalg.qr(b)  # B = QR, R = W Σ Vᵀ: U = QW, B's singular values Σ
         del b
@@ -382,6 +387,18 @@ def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, se
         sig2 = sig * sig
         lams.append((sig2 - nu).clamp_min(0.0))
     return us, lams
+
+
+def _shifted_cholesky(core: Tensor, nu: float) -> Tensor:
+    """Cholesky of Ωᵀ Y_ν; a core that rounding left indefinite (float32 sketches) gets ν
+    more on its diagonal, tenfold each try."""
+    eye = torch.eye(core.shape[0], dtype=core.dtype, device=core.device)
+    for extra in (0.0, *(nu * 10.0**p for p in range(1, 8))):
+        c, info = torch.linalg.cholesky_ex(core + extra * eye)
+        if int(info) == 0:
+            return c
+    raise NotConvergedError("Nyström: the sketch's core is not positive definite; check the "
+                            "kernel or use float64 tiles")  # fmt: skip
 
 
 class _NystromPreconditioner:
