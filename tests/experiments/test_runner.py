@@ -82,6 +82,32 @@ def test_two_runs_started_together_never_both_write(tmp_path):
     assert record["seed"] == codes.index(0)
 
 
+def test_a_run_refused_by_the_lock_leaves_the_holders_new_folder_alone(tmp_path, monkeypatch):
+    # the race CI once lost: both runs saw no folder; the one refused by the lock then
+    # removed the (still empty) folder the winner had just created and locked
+    import filelock
+
+    from hyperlab.experiments import runner
+
+    out = tmp_path / "o"
+    winner = filelock.FileLock(str(out / LOCK_NAME), timeout=0, thread_local=False)
+    real = runner.ensure_writable_dir
+
+    def winner_gets_there_first(path, **kw):
+        p = real(path, **kw)
+        winner.acquire()
+        return p
+
+    monkeypatch.setattr(runner, "ensure_writable_dir", winner_gets_there_first)
+    try:
+        with pytest.raises(OutDirLockedError):
+            run_experiment("modularity-synthetic-depth", preset="tiny", out_dir=out,
+                           progress=False)  # fmt: skip
+        assert (out / LOCK_NAME).is_file()  # the winner's folder and lock are still there
+    finally:
+        winner.release()
+
+
 def test_stale_temp_files_are_swept_when_a_run_starts(tmp_path):
     out = tmp_path / "o"
     assert main(_argv(out)) == 0

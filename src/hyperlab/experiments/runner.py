@@ -246,10 +246,18 @@ def run_experiment(
     cfg = exp.config(preset, overrides)
     dev = resolve_device(device)
     out = Path(out_dir).expanduser()
-    created = not out.exists()
+    created = not out.exists()  # two runs started together may both see True
     try:
         out = ensure_writable_dir(out, argument="--out")
-        with out_dir_lock(out, command) as stale:
+    except BaseException:
+        if created:
+            _remove_if_unused(out)
+        raise
+    # a run refused by the lock leaves the folder alone (it is the holder's); a run that
+    # fails tidies a folder it created while it still holds the lock, so no run that
+    # starts meanwhile can lose its files
+    with out_dir_lock(out, command) as stale:
+        try:
             if stale is not None:
                 print(f"hyperlab: took over the lock of --out {out} left by PID "
                       f"{stale.get('pid')} ({stale.get('command')}), which no longer runs",
@@ -259,10 +267,10 @@ def run_experiment(
                 _check_out_dir(out, name, cfg, int(seed))
             return _run_locked(exp, cfg, preset, out, int(seed), dev, data_dir, overrides,
                                progress, command, resume, checkpoints)  # fmt: skip
-    except BaseException:
-        if created:
-            _remove_if_unused(out)
-        raise
+        except BaseException:
+            if created:
+                _remove_if_unused(out)
+            raise
 
 
 def _run_locked(exp: Experiment, cfg: Config, preset: str, out: Path, seed: int,
