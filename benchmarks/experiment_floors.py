@@ -109,7 +109,7 @@ def dynamics_cases(gen: torch.Generator) -> list[Case]:
         model = build_model(cfg, 784, depth, width, torch.Generator().manual_seed(0))
         out.append(Case("infinite-width-dynamics (Fig. 2)", f"g depth {depth}, width {width}",
                     *_classifier_step(model, batch, cfg.lr), cfg.n_train // cfg.batch_size,
-                    "test accuracy every epoch"))  # fmt: skip
+                    "test accuracy every epoch", keep=True))  # fmt: skip
     return out
 
 

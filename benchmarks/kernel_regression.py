@@ -19,6 +19,11 @@ largest N run).
     .venv/bin/python benchmarks/kernel_regression.py                     # 5k, 10k, 20k
     .venv/bin/python benchmarks/kernel_regression.py --large             # + PCG at 60k
     .venv/bin/python benchmarks/kernel_regression.py --sizes 2000        # quick
+    .venv/bin/python benchmarks/kernel_regression.py --sizes 20000 --ranks 1000,2000,3000,4000
+
+``--ranks`` instead solves Table 1's two kernels side by side (as the experiment does) at each
+preconditioner rank, printing iterations, preconditioner and CG seconds, peak memory against
+``cg_memory_bytes``' estimate and Nyström's tail λ_r/μ, ending ``iterations_by_rank=...``.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ def run_case(kind: str, n: int, precision: str, a: argparse.Namespace, out: str)
     """One dense or PCG solve and prediction in ``precision``."""
     import torch
 
-    from hyperlab.kernels import CGOptions, fit_kernel_regression
+    from hyperlab.kernels import CGOptions, cg_memory_bytes, fit_kernel_regression
 
     dt = getattr(torch, precision)
     train, y, test = table1_samples(n)
@@ -96,9 +101,13 @@ def run_case(kind: str, n: int, precision: str, a: argparse.Namespace, out: str)
             cache_gb=a.cache_gb,
             max_iter=3000,
         )
-        fit = fit_kernel_regression(hk, train, y, solver="cg", cg=opts)
-        pred = fit.predict(test).mean
-        info = {"iterations": fit.iterations, "residual": fit.residual["ntk"]}
+        get = ("ntk", "nngp") if kind == "table1" else ("ntk",)  # Table 1 solves both
+        fit = fit_kernel_regression(hk, train, y, get=get, solver="cg", cg=opts)
+        res = fit.predict(test)  # a dict of results when several kernels were solved
+        pred = (res["ntk"] if isinstance(res, dict) else res).mean
+        est = cg_memory_bytes(n, opts, kernels=len(get))["total"] / 2**20
+        info = {"iterations": fit.iterations, "residual": max(fit.residual.values()),
+                "stats": fit.cg_stats, "estimate_mb": est}  # fmt: skip
     sec = time.perf_counter() - t0
     torch.save(pred, out)
     return {
@@ -249,6 +258,33 @@ def _child(kind: str, n: int, precision: str, a: argparse.Namespace, out: str) -
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def rank_sweep(n: int, ranks: list[int], a: argparse.Namespace) -> None:
+    """Table 1's two kernels (hyperkernel and NNGP, one solve side by side, as the experiment
+    runs them) in float32 tiles at each preconditioner rank: what a larger rank buys in
+    iterations and costs in preconditioner time and memory (against ``cg_memory_bytes``)."""
+    print(f"Table 1's kernels side by side (ntk + nngp), N = {n}, float32 tiles:")
+    found = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rank in ranks:
+            r = _child("table1", n, "float32", argparse.Namespace(**{**vars(a), "rank": rank}),
+                       os.path.join(tmp, f"r{rank}.pt"))  # fmt: skip
+            if "failed" in r:
+                print(f"  rank {rank:5d}: failed: {r['failed']}", flush=True)
+                continue
+            st = r["stats"]
+            tail = ", ".join(f"{k} {v:.0f}" for k, v in st.get("tail", {}).items())
+            print(
+                f"  rank {rank:5d}: {r['iterations']:4d} iterations, {r['seconds']:7.1f} s "
+                f"(preconditioner {st['preconditioner_seconds']:.1f} s, CG "
+                f"{st['cg_seconds']:.1f} s), peak RSS {r['peak_rss_mb']:6.0f} MB (the solve's "
+                f"estimate {r['estimate_mb']:6.0f} MB), residual {r['residual']:.1e}, "
+                f"tail λ_r/μ {tail}",
+                flush=True,
+            )
+            found.append(f"{rank}:{r['iterations']}")
+    print(f"iterations_by_rank={','.join(found) or 'nan'} n={n}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="5000,10000,20000", help="N for dense and PCG")
@@ -262,6 +298,12 @@ def main() -> None:
     )
     p.add_argument("--cache-gb", type=float, default=2.0, help="PCG tile cache")
     p.add_argument("--peers-max-n", type=int, default=10_000)
+    p.add_argument(
+        "--ranks",
+        default="",
+        help="instead: Table 1's two kernels at these preconditioner ranks, at the largest of "
+        "--sizes (e.g. --sizes 20000 --ranks 1000,2000,3000,4000)",
+    )
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
     import torch
@@ -280,6 +322,9 @@ def main() -> None:
         flush=True,
     )
     sizes = [int(s) for s in a.sizes.split(",") if s]
+    if a.ranks:
+        rank_sweep(max(sizes), [int(r) for r in a.ranks.split(",") if r], a)
+        return
     precisions = [s for s in a.precisions.split(",") if s]
     rows: dict[tuple[str, str, int], dict] = {}
     with tempfile.TemporaryDirectory() as tmp:

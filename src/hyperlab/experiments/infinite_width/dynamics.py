@@ -34,6 +34,7 @@ from hyperlab.experiments.stats import nanmean, nanstd
 from hyperlab.hypernet import HyperModel
 from hyperlab.plots import plt
 from hyperlab.primary import MLP
+from hyperlab.runtime import keep_freed_memory
 from hyperlab.train import TrainingDiverged
 
 PAPER_REF = "Fig. 2, Sec. 5.2"
@@ -420,7 +421,11 @@ def figure(ctx: RunContext[DynamicsConfig], acc: dict[str, dict[str, list[list[f
 
 def run(ctx: RunContext[DynamicsConfig]) -> Result:
     """compute → summarise → figure."""
-    raw = compute(ctx)
+    # the fused first layer's weight gradient is a fresh 31 MB tensor every step: reusing warm
+    # pages made a depth-8, width-100 step 110 -> 86 ms (one thread, Intel Xeon; measured with
+    # the cases of benchmarks/experiment_floors.py)
+    with keep_freed_memory():
+        raw = compute(ctx)
     result = summarise(ctx, raw)
     result.figures = [figure(ctx, raw["accuracy"])]
     return result
