@@ -422,8 +422,8 @@ def figure(ctx: RunContext[DynamicsConfig], acc: dict[str, dict[str, list[list[f
 def run(ctx: RunContext[DynamicsConfig]) -> Result:
     """compute → summarise → figure."""
     # the fused first layer's weight gradient is a fresh 31 MB tensor every step: reusing warm
-    # pages made a depth-8, width-100 step 110 -> 86 ms (one thread, Intel Xeon; measured with
-    # the cases of benchmarks/experiment_floors.py)
+    # pages steadies a depth-8, width-100 step (one thread, idle Intel Xeon, 5 medians of 8
+    # steps: 95-128 ms, median 110, plain; 94-97 ms kept; benchmarks/experiment_floors.py's case)
     with keep_freed_memory():
         raw = compute(ctx)
     result = summarise(ctx, raw)
