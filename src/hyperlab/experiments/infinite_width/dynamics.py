@@ -65,10 +65,12 @@ class DynamicsConfig(Config):
     momentum: float = param(0.0, "SGD momentum (the paper: none)", min=0)
     seeds: int = param(5, "runs per (depth, width) (the paper: 100)", min=1)
     batch_seeds: bool = param(
-        True,
+        False,
         "train the seeds of each (depth, width) side by side as one "
         "batched model (fit_seeds; per-seed results as one after "
-        "another, to float tolerance)",
+        "another, to float tolerance); off by default: for this model it is "
+        "slower on CPU (benchmarks/batched_seeds.py, one thread: 0.61x, 0.83x "
+        "with freed memory kept), as vmap copies x once per unit of g's first layer",
     )
 
     def validate(self) -> None:
