@@ -1,6 +1,7 @@
 """One training step of the generating-networks paper at its batch, in one run: the plain
-grouped-conv target forward against hyperlab's (channels-last conv, max-pool before the
-activation, nearest neighbours of the entropy found without autograd), in float32, then as the
+grouped-conv target forward against hyperlab's (on CPU each network's conv blocks as ordinary
+channels-last convolutions, one network after another; max-pool before the activation;
+nearest neighbours of the entropy found without autograd), in float32, then as the
 experiments run it (glibc keeping freed memory: `hyperlab.runtime.keep_freed_memory`), and
 with the target networks under bfloat16 autocast (``target_dtype``; fast on CPUs with AMX or
 AVX-512 BF16), at 1 and 2 threads.

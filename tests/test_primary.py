@@ -194,17 +194,20 @@ def test_raw_integer_images_and_a_wrong_adapter_shape_are_named_errors():
         ModulePrimary(net, in_shape=(28,))
 
 
+@pytest.mark.parametrize("per_set", [True, False])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
-def test_convnet_fast_path_equals_the_plain_grouped_conv(activation):
-    """Channels-last conv and pool-before-activation give the reference forward's outputs and
-    gradients (float64, so only the order of float operations could differ)."""
+def test_convnet_fast_path_equals_the_plain_grouped_conv(activation, per_set):
+    """Channels-last conv and pool-before-activation, one parameter set after another (the
+    CPU default) or grouped, give the reference forward's outputs and gradients (float64, so
+    only the order of float operations could differ)."""
     torch.manual_seed(0)
     g = ConvNet(in_shape=(1, 12, 12), channels=(4, 3), hidden=(5,), out_features=3,
                 activation=activation).double()  # fmt: skip
     params = {k: v.requires_grad_() for k, v in g.init_params(batch_shape=(3,)).items()}
     params = {k: v.double().detach().requires_grad_() for k, v in params.items()}
     x = torch.randn(3, 4, 1, 12, 12, dtype=torch.float64)
-    outs = [g._forward_batched(x, params, reference=r) for r in (False, True)]
+    fast = g._forward_batched(x, params, per_set=per_set)
+    outs = [fast, g._forward_batched(x, params, reference=True)]
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
     grads = [torch.autograd.grad(o.square().sum(), list(params.values())) for o in outs]
     for a, b in zip(*grads, strict=True):

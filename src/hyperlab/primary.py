@@ -633,30 +633,35 @@ class ConvNet(Primary):
         self.layout = ParamLayout(specs)
         self.out_shape = (int(out_features),)
 
-    def _forward_batched(self, x: Tensor, params: Params, *, reference: bool = False) -> Tensor:
-        """All b parameter sets as one grouped convolution per block. The conv runs on
-        channels-last data and, for a non-decreasing activation, max-pool comes before it
-        (max commutes with it: the same values, on 4× fewer elements). ``reference=True`` is
-        the plain NCHW conv → activation → pool, kept to test and benchmark against."""
+    def _forward_batched(self, x: Tensor, params: Params, *, reference: bool = False,
+                         per_set: bool | None = None) -> Tensor:  # fmt: skip
+        """The b parameter sets' conv blocks, on channels-last data and, for a non-decreasing
+        activation, with max-pool before it (max commutes with it: the same values, on 4×
+        fewer elements). ``per_set`` (default: on CPU) runs each set's blocks as ordinary
+        convolutions one set after another, else all sets as one grouped convolution per
+        block: on CPU oneDNN's grouped kernels are the slower (the generating paper's training
+        step, 32 sets × 32 images, freed memory kept, one thread of an Intel Xeon: 234-244 vs
+        310-313 ms). ``reference=True`` is the plain NCHW grouped conv → activation → pool,
+        kept to test and benchmark against."""
         b, n = x.shape[:2]
-        # (b, n, C, H, W) -> (n, b*C, H, W): each parameter set is one group of a grouped conv.
-        h = x.transpose(0, 1).reshape(n, b * self.in_shape[0], *self.in_shape[1:])
         pool_first = (not reference and self.activation in MONOTONE_ACTIVATIONS
                       and self.negative_slope >= 0)  # fmt: skip
-        for i in range(len(self.channels)):
-            w = params[f"conv{i}.weight"]
-            bias = params[f"conv{i}.bias"].reshape(-1) if self.bias else None
-            w = w.reshape(-1, *w.shape[2:])
-            if not reference:
-                h = h.contiguous(memory_format=torch.channels_last)
-                w = w.contiguous(memory_format=torch.channels_last)
-            h = F.conv2d(h, w, bias, padding=self.kernel_size // 2, groups=b)
-            if pool_first:
-                h = self.act(F.max_pool2d(h, self.pool, ceil_mode=True))
-            else:
-                h = F.max_pool2d(self.act(h), self.pool, ceil_mode=True)
-        # (b, n, C*H*W), channel-major like torch flatten
-        h = h.contiguous().reshape(n, b, -1).transpose(0, 1)
+        per_set = (x.device.type == "cpu") if per_set is None else per_set
+        convs = [(params[f"conv{i}.weight"], params[f"conv{i}.bias"] if self.bias else None)
+                 for i in range(len(self.channels))]  # fmt: skip
+        if per_set and not reference:
+            # unbind, not indexing: its backward stacks the sets' gradients once
+            sets = [list(zip(w.unbind(0), [None] * b if bi is None else bi.unbind(0),
+                             strict=True)) for w, bi in convs]  # fmt: skip
+            h = torch.stack([self._blocks(x[s], [lay[s] for lay in sets], pool_first)
+                             .flatten(1) for s in range(b)])  # fmt: skip
+        else:
+            # (b, n, C, H, W) -> (n, b*C, H, W): each parameter set is one group of the conv
+            grouped = [(w.reshape(-1, *w.shape[2:]), None if bi is None else bi.reshape(-1))
+                       for w, bi in convs]  # fmt: skip
+            h = x.transpose(0, 1).reshape(n, b * self.in_shape[0], *self.in_shape[1:])
+            h = self._blocks(h, grouped, pool_first, reference, b)
+            h = h.contiguous().reshape(n, b, -1).transpose(0, 1)
         last = len(self.dense_sizes) - 2
         for i in range(last + 1):
             w = params[f"fc{i}.weight"].transpose(1, 2)
@@ -668,6 +673,32 @@ class ConvNet(Primary):
             if i < last:
                 h = self.act(h)
         return h
+
+    def _blocks(self, h: Tensor, convs: Sequence[tuple[Tensor, Tensor | None]],
+                pool_first: bool, reference: bool = False, groups: int = 1) -> Tensor:  # fmt: skip
+        """The conv blocks on h (n, groups·C, H, W), block i with weight and bias ``convs[i]``
+        (one parameter set, or all sets as ``groups`` groups)."""
+        for w, bias in convs:
+            if not reference:
+                h = _channels_last(h)
+                if groups > 1:
+                    w = w.contiguous(memory_format=torch.channels_last)
+            h = F.conv2d(h, w, bias, padding=self.kernel_size // 2, groups=groups)
+            if pool_first:
+                h = self.act(F.max_pool2d(h, self.pool, ceil_mode=True))
+            else:
+                h = F.max_pool2d(self.act(h), self.pool, ceil_mode=True)
+        return h
+
+
+def _channels_last(h: Tensor) -> Tensor:
+    """``h`` in channels-last memory. With one channel both layouts are the same memory, but
+    conv2d reads the strides to choose its output's layout (NCHW for NCHW-like strides, and
+    pooling is ~5x slower there), so the channel stride is set to 1: a view, no copy."""
+    h = h.contiguous(memory_format=torch.channels_last)
+    if h.shape[1] == 1 and h.stride(1) != 1:
+        h = h.as_strided(h.shape, (h.stride(0), 1, h.stride(2), h.stride(3)))
+    return h
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
