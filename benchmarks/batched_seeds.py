@@ -15,14 +15,17 @@ MNIST-shaped inputs; the speed does not depend on the values), with the same thr
 allocator. Timed as the best of ``--repeat`` whole trainings (wall clock, CPU: no device
 synchronisation is needed; on CUDA it synchronises). The last line is
 ``speedup_batched_seeds=<x>``: the Fig. 3 and Fig. 2 models' smaller ratio (the issue's
-measure); the Fig. 1a ratio is printed beside it.
+measure); each model's ratio is printed beside it. ``--keep-memory`` runs both contenders
+inside ``keep_freed_memory()``, as Fig. 2 trains.
 
     .venv/bin/python benchmarks/batched_seeds.py
+    .venv/bin/python benchmarks/batched_seeds.py --models fig2 --keep-memory
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import time
 
@@ -34,8 +37,10 @@ from hyperlab.experiments.modularity.images import rotation_builders
 from hyperlab.experiments.modularity.rotation import RotationConfig, hidden_widths
 from hyperlab.experiments.modularity.synthetic_depth import D20, SyntheticDepthConfig
 from hyperlab.experiments.modularity.synthetic_depth import builders as synthetic_builders
-from hyperlab.runtime import num_threads, resolve_device, synchronize
+from hyperlab.runtime import keep_freed_memory, num_threads, resolve_device, synchronize
 from hyperlab.train import TrainConfig, fit, fit_seeds
+
+BATCH = {"fig3": 64, "fig2": 100, "fig1a": 200}  # each experiment's batch size
 
 
 def _models(which: str, seeds: int) -> list[nn.Module]:
@@ -91,13 +96,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--keep-memory", action="store_true",
+                   help="both contenders inside keep_freed_memory(), as Fig. 2 trains")  # fmt: skip
+    p.add_argument("--models", default="fig3,fig2,fig1a", help="which models, comma-separated")
     a = p.parse_args()
     dev = resolve_device(a.device)
-    ratios = []
-    with num_threads(a.threads):
-        print(f"device {dev}, {torch.get_num_threads()} thread(s), {a.seeds} seeds, "
-              f"{a.steps} steps each")  # fmt: skip
-        for which, batch in (("fig3", 64), ("fig2", 100), ("fig1a", 200)):
+    ratios = {}
+    models = [m for m in a.models.split(",") if m]
+    unknown = sorted(set(models) - set(BATCH))
+    if unknown:
+        p.error(f"--models: expected names from {sorted(BATCH)}, got {unknown}")
+    memory = keep_freed_memory() if a.keep_memory else contextlib.nullcontext()
+    with num_threads(a.threads), memory:
+        print(
+            f"device {dev}, {torch.get_num_threads()} thread(s), {a.seeds} seeds, "
+            f"{a.steps} steps each, freed memory {'kept' if a.keep_memory else 'returned'}"
+        )
+        for which in models:
+            batch = BATCH[which]
             datas = [{k: v.to(dev) for k, v in _data(which, s, batch * a.steps).items()}
                      for s in range(a.seeds)]  # fmt: skip
             cfgs = [TrainConfig(epochs=1, batch_size=batch, lr=0.01, seed=s, progress=False)
@@ -110,8 +126,10 @@ def main() -> None:
             print(f"{which}: one after another {1e3 * seq / steps:.2f} ms/seed-step, "
                   f"side by side {1e3 * bat / steps:.2f} ms/seed-step, "
                   f"ratio {seq / bat:.2f}")  # fmt: skip
-            ratios.append(seq / bat)
-    print(f"speedup_batched_seeds={min(ratios[:2]):.2f} fig1a_d20={ratios[2]:.2f}")
+            ratios[which] = seq / bat
+    decisive = [ratios[m] for m in ("fig3", "fig2") if m in ratios]
+    print(f"speedup_batched_seeds={min(decisive, default=float('nan')):.2f} "
+          + " ".join(f"{m}={r:.2f}" for m, r in ratios.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

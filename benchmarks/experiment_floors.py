@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--out", default=None, help="write the Markdown table here")
     ap.add_argument("--note", default="", help="a sentence on the machine's load, for the page")
+    ap.add_argument("--plain-allocator", action="store_true",
+                    help="time every step without keep_freed_memory()")  # fmt: skip
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     gen = torch.Generator().manual_seed(0)
@@ -163,7 +165,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for case in cases:
         gf = flops(case) / 1e9
-        with keep_freed_memory() if case.keep else contextlib.nullcontext():
+        keep = case.keep and not a.plain_allocator
+        with keep_freed_memory() if keep else contextlib.nullcontext():
             sec = median_seconds(case.step, repeats=a.repeats)
         floor, steps = gf / gemm, case.steps_per_epoch
         lines.append(f"| {case.experiment} | {case.model} | {gf:.2f} | {sec * 1e3:.1f} | {steps} "

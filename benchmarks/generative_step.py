@@ -1,7 +1,8 @@
 """One training step of the generating-networks paper at its batch, in one run: the plain
 grouped-conv target forward against hyperlab's (on CPU each network's conv blocks as ordinary
-channels-last convolutions, one network after another; max-pool before the activation;
-nearest neighbours of the entropy found without autograd), in float32, then as the
+channels-last convolutions, one network after another, also timed with one grouped conv per
+block as on a GPU; max-pool before the activation; nearest neighbours of the entropy found
+without autograd), in float32, then as the
 experiments run it (glibc keeping freed memory: `hyperlab.runtime.keep_freed_memory`), and
 with the target networks under bfloat16 autocast (``target_dtype``; fast on CPUs with AMX or
 AVX-512 BF16), at 1 and 2 threads.
@@ -36,10 +37,13 @@ from hyperlab.generative import GenerativeHyperNetwork, generative_loss
 from hyperlab.runtime import keep_freed_memory
 
 
-def make(reference: bool) -> tuple[GenerativeHyperNetwork, torch.optim.Optimizer]:
+def make(path: str) -> tuple[GenerativeHyperNetwork, torch.optim.Optimizer]:
+    """``path``: "plain" (the NCHW grouped conv -> activation -> pool forward), "grouped"
+    (hyperlab's forward with one grouped conv per block, as on a GPU) or "hyperlab"."""
     g = ConvNet()
-    if reference:  # the plain NCHW conv -> activation -> pool forward
-        g._forward_batched = functools.partial(ConvNet._forward_batched, g, reference=True)
+    if path != "hyperlab":
+        kw = {"reference": True} if path == "plain" else {"per_set": False}
+        g._forward_batched = functools.partial(ConvNet._forward_batched, g, **kw)
     model = GenerativeHyperNetwork(g, 300, generator=torch.Generator().manual_seed(0))
     return model, torch.optim.Adam(model.parameters(), lr=3e-4)
 
@@ -60,14 +64,16 @@ def main() -> None:
     for threads in a.threads:
         torch.set_num_threads(threads)
         times, losses = {}, {}
-        base, _ = make(False)
-        contenders = (  # name, plain NCHW reference, target dtype, keep freed memory
-            ("plain", True, None, False), ("plain, memory kept", True, None, True),
-            ("hyperlab", False, None, False), ("hyperlab, memory kept", False, None, True),
-            ("bf16, memory kept", False, torch.bfloat16, True),
+        base, _ = make("hyperlab")
+        contenders = (  # name, forward path, target dtype, keep freed memory
+            ("plain", "plain", None, False), ("plain, memory kept", "plain", None, True),
+            ("hyperlab", "hyperlab", None, False),
+            ("hyperlab, memory kept", "hyperlab", None, True),
+            ("hyperlab grouped, memory kept", "grouped", None, True),
+            ("bf16, memory kept", "hyperlab", torch.bfloat16, True),
         )  # fmt: skip
-        for name, reference, dtype, keep in contenders:
-            model, opt = make(reference)
+        for name, path, dtype, keep in contenders:
+            model, opt = make(path)
             model.load_state_dict(copy.deepcopy(base.state_dict()))
 
             def step(model=model, opt=opt, dtype=dtype) -> float:

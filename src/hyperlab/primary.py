@@ -640,9 +640,10 @@ class ConvNet(Primary):
         fewer elements). ``per_set`` (default: on CPU) runs each set's blocks as ordinary
         convolutions one set after another, else all sets as one grouped convolution per
         block: on CPU oneDNN's grouped kernels are the slower (the generating paper's training
-        step, 32 sets × 32 images, freed memory kept, one thread of an Intel Xeon: 234-244 vs
-        310-313 ms). ``reference=True`` is the plain NCHW grouped conv → activation → pool,
-        kept to test and benchmark against."""
+        step, 32 sets × 32 images, freed memory kept, Intel Xeon: 262-270 vs 319-328 ms at
+        one thread, equal at two; ``benchmarks/generative_step.py``, "hyperlab grouped").
+        ``reference=True`` is the plain NCHW grouped conv → activation → pool, kept to test
+        and benchmark against."""
         b, n = x.shape[:2]
         pool_first = (not reference and self.activation in MONOTONE_ACTIVATIONS
                       and self.negative_slope >= 0)  # fmt: skip

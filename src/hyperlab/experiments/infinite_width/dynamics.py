@@ -69,8 +69,9 @@ class DynamicsConfig(Config):
         "train the seeds of each (depth, width) side by side as one "
         "batched model (fit_seeds; per-seed results as one after "
         "another, to float tolerance); off by default: for this model it is "
-        "slower on CPU (benchmarks/batched_seeds.py, one thread: 0.61x, 0.83x "
-        "with freed memory kept), as vmap copies x once per unit of g's first layer",
+        "slower on CPU (benchmarks/batched_seeds.py --models fig2 --steps 40 "
+        "--repeat 2 [--keep-memory], one thread: 0.58x, 0.74x with freed memory "
+        "kept), as vmap copies x once per unit of g's first layer",
     )
 
     def validate(self) -> None:
@@ -424,8 +425,9 @@ def figure(ctx: RunContext[DynamicsConfig], acc: dict[str, dict[str, list[list[f
 def run(ctx: RunContext[DynamicsConfig]) -> Result:
     """compute → summarise → figure."""
     # the fused first layer's weight gradient is a fresh 31 MB tensor every step: reusing warm
-    # pages steadies a depth-8, width-100 step (one thread, idle Intel Xeon, 5 medians of 8
-    # steps: 95-128 ms, median 110, plain; 94-97 ms kept; benchmarks/experiment_floors.py's case)
+    # pages makes a depth-8, width-100 step ~7 % faster (one thread, idle Intel Xeon, three
+    # runs of `benchmarks/experiment_floors.py --repeats 20` with and without
+    # --plain-allocator: 96.4 / 101.2 / 104.2 against 100.6 / 108.5 / 112.3 ms)
     with keep_freed_memory():
         raw = compute(ctx)
     result = summarise(ctx, raw)
