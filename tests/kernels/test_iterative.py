@@ -163,11 +163,16 @@ def test_nystrom_factors_are_orthonormal_and_exact_at_full_rank():
         assert _rel(u @ torch.diag(lam) @ u.T, k) < 1e-8
     low, lam10 = _nystrom(op, 2, 60, 10, torch.ones(2, 60, dtype=DT), seed=0)
     assert low[0].shape == (60, 10) and lam10[0].shape == (10,)
-    # float32 tiles: the sketch's products run in float32, the factors stay float64 and agree
+    # float32 tiles: the factors are float32 (half the memory), orthonormal to float32
+    # rounding after the second Cholesky-QR pass, and agree with the float64 ones
     op32 = _Operator(mk.tiles(x, None, get=("nngp", "ntk"), dtype=torch.float32), 16)
     u32, l32 = _nystrom(op32, 2, 60, 10, torch.ones(2, 60, dtype=DT), seed=0)
-    assert u32[0].dtype == DT
-    approx = [u @ torch.diag(lam) @ u.T for u, lam in ((low[1], lam10[1]), (u32[1], l32[1]))]
+    assert u32[0].dtype == torch.float32 and l32[0].dtype == DT
+    for u in u32:
+        gram = u.double().T @ u.double()
+        assert 0 < float((gram - torch.eye(10, dtype=DT)).abs().max()) < 1e-6
+    approx = [u.double() @ torch.diag(lam) @ u.double().T
+              for u, lam in ((low[1], lam10[1]), (u32[1], l32[1]))]  # fmt: skip
     assert 0 < _rel(approx[1], approx[0]) < 1e-3  # float32 rounding, amplified by the core
 
 

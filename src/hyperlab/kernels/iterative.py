@@ -96,7 +96,7 @@ def cg_memory_bytes(n: int, options: CGOptions | None = None, *, kernels: int = 
     """Peak bytes of [`solve_cg`][hyperlab.kernels.iterative.solve_cg] on N = ``n`` samples,
     ``kernels`` kernels side by side and ``targets`` columns of Y, by part: 'cache' (the tiles
     kept, at most the upper triangle), 'preconditioner' (its peak while built: for Nyström the
-    sketch, Y = K·sketch per thread and two N×r work matrices; for pivoted Cholesky the factors,
+    sketch and Y = K·sketch per thread, in the tiles' dtype; for pivoted Cholesky the factors,
     the fetched rows and the Woodbury factors), 'cg' (the solver's vectors), 'tiles' (the tiles
     in flight, one per thread, with the kernel's intermediates) and 'total'. The training
     inputs themselves are not counted."""
@@ -107,9 +107,10 @@ def cg_memory_bytes(n: int, options: CGOptions | None = None, *, kernels: int = 
     upper = n * (n + b) / 2 * s * o.dtype.itemsize
     parts = {"cache": min(o.cache_gb * 2**30, upper)}
     if o.preconditioner == "nystrom":
-        # Y per thread, the sketch, B, Q and the transposed copies LAPACK makes (measured at
-        # N = 20,000, ranks 1000-4000: peak RSS within 0.2 GB of this plus the inputs)
-        parts["preconditioner"] = (s * t + 5) * n * r * f8
+        # in the tiles' dtype: the sketch's QR (input, LAPACK's copy, Q), then the sketch
+        # and Y per thread; in float64 the r×r work (Gram, factor, inverse, eigenvectors)
+        parts["preconditioner"] = (max(3, 1 + s * t) * n * r * o.dtype.itemsize
+                                   + 6 * r * r * f8)  # fmt: skip
     else:
         parts["preconditioner"] = (2 * s * n * r + s * s * b * n * 2) * f8
     parts["cg"] = (7 + t) * s * n * targets * f8
@@ -362,33 +363,63 @@ def _pivoted_cholesky(op: _Operator, diag: Tensor, rank: int, block: int = 64,
 def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, seed: int
              ) -> tuple[list[Tensor], list[Tensor]]:  # fmt: skip
     """Randomized Nyström approximation K ≈ U Λ Uᵀ of rank ``rank`` per kernel (Frangella,
-    Tropp & Udell 2023, Alg. 2.1): one product of K with a Gaussian sketch (all columns at
-    once). The sketch is shared by the kernels (not copied per kernel), Y is shifted in place,
-    B's SVD comes from its QR and the SVD of the r×r factor, and U overwrites Y: the peak is
-    Y, the sketch and two N×r matrices, with LAPACK's copies (see
+    Tropp & Udell 2023, Alg. 2.1): one product of K with an orthonormal Gaussian sketch Ω (all
+    columns at once, shared by the kernels), Y_ν = (K + νI)Ω shifted in place, B = Y_ν C⁻ᵀ
+    (C the Cholesky factor of ΩᵀY_ν), and B's SVD from the eigendecomposition of BᵀB,
+    U = B V Σ⁻¹, then re-orthonormalised by one Cholesky-QR pass (CholeskyQR2: the first
+    loses orthogonality as rounding · κ(B)²). Every N×r matrix is held in the tiles' dtype
+    and overwritten in row chunks (B, then U, overwrite Y); the r×r work and every sum over N
+    are in float64. The peak is the sketch and Y, or the sketch's QR before them (see
     [`cg_memory_bytes`][hyperlab.kernels.iterative.cg_memory_bytes])."""
+    dt = op.tiles.dtype
     g = torch.Generator(device="cpu").manual_seed(seed)
-    omega = torch.linalg.qr(torch.randn(n, rank, generator=g, dtype=F64))[0].to(shift.device)
-    low = op.tiles.dtype == torch.float32  # float32 tiles: the sketch's products in float32
-    sketch = omega.to(op.tiles.dtype) if low else omega
-    y = op.matvec(sketch.expand(n_kernels, -1, -1)).to(F64)  # (S, N, r)
-    del sketch
-    eps = float(torch.finfo(op.tiles.dtype if low else F64).eps)
+    omega = torch.empty(n, rank, dtype=dt)
+    for i in range(0, n, _CHUNK):  # float64 draws in chunks: the same sketch in either dtype
+        omega[i : i + _CHUNK] = torch.randn(min(_CHUNK, n - i), rank, generator=g, dtype=F64)
+    omega = torch.linalg.qr(omega)[0].to(shift.device)
+    y = op.matvec(omega.expand(n_kernels, -1, -1))  # (S, N, r), the tiles' dtype
+    eps = float(torch.finfo(dt).eps)
     us, lams = [], []
     for k in range(n_kernels):
-        nu = eps * float(y[k].norm())
-        y_nu = y[k].add_(omega, alpha=nu)
-        core = omega.T @ y_nu
+        yk = y[k]
+        nu = eps * float(torch.linalg.norm(yk, dtype=F64))
+        yk.add_(omega, alpha=nu)
+        core = _gram(omega, yk)
         c = _shifted_cholesky(0.5 * (core + core.T), nu)
-        b = torch.linalg.solve_triangular(c, y_nu.T, upper=False).T  # Y_ν C⁻ᵀ
-        q, r = torch.linalg.qr(b)  # B = QR, R = W Σ Vᵀ: U = QW, B's singular values Σ
-        del b
-        w, sig, _ = torch.linalg.svd(r)
-        us.append(torch.matmul(q, w, out=y[k]))  # U overwrites Y_k, no longer needed
-        del q
-        sig2 = sig * sig
-        lams.append((sig2 - nu).clamp_min(0.0))
+        _rows_times(yk, torch.linalg.inv(c).T)  # B = Y_ν C⁻ᵀ, over Y_ν
+        sig2, v = torch.linalg.eigh(_gram(yk, yk))  # BᵀB = V Σ² Vᵀ, ascending
+        sig2, v = sig2.flip(0).clamp_min(0.0), v.flip(1)
+        keep = sig2 > 10.0 * eps * sig2[0]  # B's numerical rank (below: rounding)
+        w = torch.zeros_like(v)
+        w[:, keep] = v[:, keep] / sig2[keep].sqrt()
+        _rows_times(yk, w)  # U = B V Σ⁻¹ (columns past the numerical rank: 0)
+        # second pass (Cholesky-QR2): U's columns lose orthogonality as eps·κ(B)² in the first
+        gram = _gram(yk, yk)
+        gram.diagonal()[~keep] = 1.0
+        _rows_times(yk, torch.linalg.inv(torch.linalg.cholesky(gram)).T)
+        us.append(yk)
+        lams.append((sig2 - nu).clamp_min(0.0) * keep)
     return us, lams
+
+
+#: rows of an N×r matrix per chunk of the Nyström factorisation's products
+_CHUNK = 4096
+
+
+def _gram(a: Tensor, b: Tensor) -> Tensor:
+    """aᵀb (r×r, float64) for N×r matrices in any dtype: each chunk of rows in their dtype,
+    the sum over chunks in float64."""
+    out = torch.zeros(a.shape[1], b.shape[1], dtype=F64, device=a.device)
+    for i in range(0, a.shape[0], _CHUNK):
+        out += (a[i : i + _CHUNK].T @ b[i : i + _CHUNK]).to(F64)
+    return out
+
+
+def _rows_times(a: Tensor, m: Tensor) -> None:
+    """a ← a·m in place, in row chunks (m: r×r float64, applied in a's dtype)."""
+    m = m.to(a.dtype)
+    for i in range(0, a.shape[0], _CHUNK):
+        a[i : i + _CHUNK] = a[i : i + _CHUNK] @ m
 
 
 def _shifted_cholesky(core: Tensor, nu: float) -> Tensor:
@@ -414,9 +445,9 @@ class _NystromPreconditioner:
         out = v.clone()
         for k, (u, lam) in enumerate(zip(self.us, self.lams, strict=True)):
             mu = float(self.mu[k])
-            proj = u.T @ v[k]
-            scale = (float(lam[-1]) + mu) / (lam + mu)
-            out[k] = v[k] - u @ proj + u @ (scale[:, None] * proj)
+            scale = ((float(lam[-1]) + mu) / (lam + mu) - 1.0).to(u.dtype)
+            proj = u.T @ v[k].to(u.dtype)  # U in the tiles' dtype: v + U (scale - 1) Uᵀ v
+            out[k] += (u @ (scale[:, None] * proj)).to(out.dtype)
         return out
 
 
