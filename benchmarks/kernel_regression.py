@@ -81,6 +81,7 @@ def run_case(kind: str, n: int, precision: str, a: argparse.Namespace, out: str)
     dt = getattr(torch, precision)
     train, y, test = table1_samples(n)
     hk = _kernel()
+    before = _peak_mb()  # the process with its inputs, before the solve
     t0 = time.perf_counter()
     info: dict = {}
     if kind == "dense" and precision == "float64":
@@ -117,6 +118,7 @@ def run_case(kind: str, n: int, precision: str, a: argparse.Namespace, out: str)
         "precision": precision,
         "seconds": sec,
         "peak_rss_mb": _peak_mb(),
+        "rss_before_mb": before,
         **info,
     }
 
@@ -276,9 +278,9 @@ def rank_sweep(n: int, ranks: list[int], a: argparse.Namespace) -> None:
             print(
                 f"  rank {rank:5d}: {r['iterations']:4d} iterations, {r['seconds']:7.1f} s "
                 f"(preconditioner {st['preconditioner_seconds']:.1f} s, CG "
-                f"{st['cg_seconds']:.1f} s), peak RSS {r['peak_rss_mb']:6.0f} MB (the solve's "
-                f"estimate {r['estimate_mb']:6.0f} MB), residual {r['residual']:.1e}, "
-                f"tail λ_r/μ {tail}",
+                f"{st['cg_seconds']:.1f} s), peak RSS {r['peak_rss_mb']:6.0f} MB "
+                f"({r['rss_before_mb']:.0f} before the solve; the solve's estimate "
+                f"{r['estimate_mb']:6.0f} MB), residual {r['residual']:.1e}, tail λ_r/μ {tail}",
                 flush=True,
             )
             found.append(f"{rank}:{r['iterations']}")

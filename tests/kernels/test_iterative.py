@@ -97,6 +97,18 @@ def test_float32_tiles_accuracy_bound():
         assert 0 < _rel(p32[k], p64[k]) < 1e-2
 
 
+def test_float32_nystrom_factors_reach_a_tight_tolerance():
+    # the preconditioner applied in float32 (float32 tiles) still lets CG reach 1e-10 on the
+    # float64 system its tiles define, in about as many iterations as float64 factors
+    x, z, y = table1_like(40, 10)
+    hk = HyperKernel(6, 2, 3, 3, z_kernel="rbf", lengthscale=2**0.5)
+    kw = {"get": ("nngp", "ntk"), "tol": 1e-10, "rank": 40, "block_size": 64}
+    f32 = fit_cg(hk, (x, z), y, dtype=torch.float32, **kw)
+    f64 = fit_cg(hk, (x, z), y, **kw)
+    assert max(f32.residual.values()) <= 10 * 1e-10
+    assert f32.iterations <= 1.1 * f64.iterations
+
+
 def test_bad_arguments_raise_clear_errors():
     x, z, y = table1_like(5, 2)
     hk = HyperKernel(6, 2, 3, 3)
@@ -163,17 +175,35 @@ def test_nystrom_factors_are_orthonormal_and_exact_at_full_rank():
         assert _rel(u @ torch.diag(lam) @ u.T, k) < 1e-8
     low, lam10 = _nystrom(op, 2, 60, 10, torch.ones(2, 60, dtype=DT), seed=0)
     assert low[0].shape == (60, 10) and lam10[0].shape == (10,)
-    # float32 tiles: the factors are float32 (half the memory), orthonormal to float32
-    # rounding after the second Cholesky-QR pass, and agree with the float64 ones
+    # float32 tiles: the factors are float32 (half the memory) and agree with float64 ones
     op32 = _Operator(mk.tiles(x, None, get=("nngp", "ntk"), dtype=torch.float32), 16)
     u32, l32 = _nystrom(op32, 2, 60, 10, torch.ones(2, 60, dtype=DT), seed=0)
     assert u32[0].dtype == torch.float32 and l32[0].dtype == DT
-    for u in u32:
-        gram = u.double().T @ u.double()
-        assert 0 < float((gram - torch.eye(10, dtype=DT)).abs().max()) < 1e-6
     approx = [u.double() @ torch.diag(lam) @ u.double().T
               for u, lam in ((low[1], lam10[1]), (u32[1], l32[1]))]  # fmt: skip
     assert 0 < _rel(approx[1], approx[0]) < 1e-3  # float32 rounding, amplified by the core
+
+
+def test_nystrom_preconditioner_is_spd_for_a_factor_that_is_not_orthonormal():
+    from hyperlab.kernels.iterative import _NystromPreconditioner
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(50, 6, generator=g, dtype=DT))[0]
+    lam = torch.tensor([40.0, 20.0, 9.0, 5.0, 2.0, 1.0], dtype=DT)
+    mu = 0.1
+    ideal = torch.eye(50, dtype=DT) - q @ q.T + q @ torch.diag((lam[-1] + mu) / (lam + mu)) @ q.T
+    # U = Q T with T upper triangular, far from orthogonal (as rounding leaves U, much
+    # exaggerated): U's Cholesky-QR basis is Q itself, so P⁻¹ is the ideal map to rounding
+    t = torch.eye(6, dtype=DT) + 0.05 * torch.randn(6, 6, generator=g, dtype=DT).triu()
+    pre = _NystromPreconditioner([(q @ t).float()], [lam], torch.full((1, 50), mu, dtype=DT))
+    got = pre(torch.eye(50, dtype=DT)[None])[0]
+    torch.testing.assert_close(got, got.T, atol=1e-12, rtol=0)  # applied in float64
+    assert _rel(got, ideal) < 1e-6
+    # the formula that assumes U orthonormal is indefinite here
+    plain = (
+        torch.eye(50, dtype=DT) + (q @ t) @ torch.diag((lam[-1] + mu) / (lam + mu) - 1) @ (q @ t).T
+    )
+    assert float(torch.linalg.eigvalsh(plain).min()) < 0 < float(torch.linalg.eigvalsh(got).min())
 
 
 def test_memory_estimate_grows_with_rank_and_cache_and_caps_the_cache():
@@ -192,6 +222,14 @@ def test_memory_estimate_grows_with_rank_and_cache_and_caps_the_cache():
     # was estimated over the old preconditioner's peak; the new one fits in 24 GB
     assert cg_memory_bytes(60_000, CGOptions(rank=3000, cache_gb=6.0), kernels=2,
                            threads=1)["total"] < 20 * 2**30  # fmt: skip
+    # the factors are held in the tiles' dtype: float32 halves the N×r part, and rank 9000 at
+    # 60k (two kernels, 6 GB cache, one thread) fits in 24 GB
+    f32 = CGOptions(rank=9000, cache_gb=6.0, dtype=torch.float32)
+    p32 = cg_memory_bytes(60_000, f32, kernels=2, threads=1)
+    p64 = cg_memory_bytes(60_000, CGOptions(rank=9000, cache_gb=6.0), kernels=2, threads=1)
+    square = 10 * 9000**2 * 8  # the r×r work and cores, float64 either way
+    assert p32["preconditioner"] - square == pytest.approx((p64["preconditioner"] - square) / 2)
+    assert p32["total"] < 20 * 2**30
 
 
 def test_solve_over_the_free_memory_is_refused_before_any_work(monkeypatch):

@@ -108,9 +108,10 @@ def cg_memory_bytes(n: int, options: CGOptions | None = None, *, kernels: int = 
     parts = {"cache": min(o.cache_gb * 2**30, upper)}
     if o.preconditioner == "nystrom":
         # in the tiles' dtype: the sketch's QR (input, LAPACK's copy, Q), then the sketch
-        # and Y per thread; in float64 the r×r work (Gram, factor, inverse, eigenvectors)
+        # and Y per thread; in float64 the r×r work (Gram, factor, inverse, eigenvectors and
+        # LAPACK's workspace) and the preconditioner's r×r core per kernel, kept for CG
         parts["preconditioner"] = (max(3, 1 + s * t) * n * r * o.dtype.itemsize
-                                   + 6 * r * r * f8)  # fmt: skip
+                                   + (s + 8) * r * r * f8)  # fmt: skip
     else:
         parts["preconditioner"] = (2 * s * n * r + s * s * b * n * 2) * f8
     parts["cg"] = (7 + t) * s * n * targets * f8
@@ -365,11 +366,11 @@ def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, se
     """Randomized Nyström approximation K ≈ U Λ Uᵀ of rank ``rank`` per kernel (Frangella,
     Tropp & Udell 2023, Alg. 2.1): one product of K with an orthonormal Gaussian sketch Ω (all
     columns at once, shared by the kernels), Y_ν = (K + νI)Ω shifted in place, B = Y_ν C⁻ᵀ
-    (C the Cholesky factor of ΩᵀY_ν), and B's SVD from the eigendecomposition of BᵀB,
-    U = B V Σ⁻¹, then re-orthonormalised by one Cholesky-QR pass (CholeskyQR2: the first
-    loses orthogonality as rounding · κ(B)²). Every N×r matrix is held in the tiles' dtype
-    and overwritten in row chunks (B, then U, overwrite Y); the r×r work and every sum over N
-    are in float64. The peak is the sketch and Y, or the sketch's QR before them (see
+    (C the Cholesky factor of ΩᵀY_ν), and B's SVD from the eigendecomposition of BᵀB:
+    U = B V Σ⁻¹, orthonormal up to rounding · κ(B)² (the preconditioner corrects for that).
+    Every N×r matrix is held in the tiles' dtype and overwritten in row chunks (B, then U,
+    overwrite Y); the r×r work and every sum over N are in float64. The peak is the sketch
+    and Y, or the sketch's QR before them (see
     [`cg_memory_bytes`][hyperlab.kernels.iterative.cg_memory_bytes])."""
     dt = op.tiles.dtype
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -393,10 +394,6 @@ def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, se
         w = torch.zeros_like(v)
         w[:, keep] = v[:, keep] / sig2[keep].sqrt()
         _rows_times(yk, w)  # U = B V Σ⁻¹ (columns past the numerical rank: 0)
-        # second pass (Cholesky-QR2): U's columns lose orthogonality as eps·κ(B)² in the first
-        gram = _gram(yk, yk)
-        gram.diagonal()[~keep] = 1.0
-        _rows_times(yk, torch.linalg.inv(torch.linalg.cholesky(gram)).T)
         us.append(yk)
         lams.append((sig2 - nu).clamp_min(0.0) * keep)
     return us, lams
@@ -406,13 +403,21 @@ def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, se
 _CHUNK = 4096
 
 
-def _gram(a: Tensor, b: Tensor) -> Tensor:
-    """aᵀb (r×r, float64) for N×r matrices in any dtype: each chunk of rows in their dtype,
-    the sum over chunks in float64."""
+def _gram(a: Tensor, b: Tensor, exact: bool = False) -> Tensor:
+    """aᵀb (float64) for N-row matrices in any dtype: each chunk of rows in their dtype (in
+    float64 where ``exact``), the sum over chunks in float64."""
     out = torch.zeros(a.shape[1], b.shape[1], dtype=F64, device=a.device)
     for i in range(0, a.shape[0], _CHUNK):
-        out += (a[i : i + _CHUNK].T @ b[i : i + _CHUNK]).to(F64)
+        ai, bi = a[i : i + _CHUNK], b[i : i + _CHUNK]
+        out += ai.to(F64).T @ bi.to(F64) if exact else (ai.T @ bi).to(F64)
     return out
+
+
+def _times(a: Tensor, m: Tensor) -> Tensor:
+    """a·m in float64 (a: N×r in any dtype, m: r×T float64), in row chunks."""
+    if a.dtype == m.dtype:
+        return a @ m
+    return torch.cat([a[i : i + _CHUNK].to(m.dtype) @ m for i in range(0, a.shape[0], _CHUNK)])
 
 
 def _rows_times(a: Tensor, m: Tensor) -> None:
@@ -435,19 +440,32 @@ def _shifted_cholesky(core: Tensor, nu: float) -> Tensor:
 
 
 class _NystromPreconditioner:
-    """P⁻¹ v = (λ_r + μ) U (Λ + μI)⁻¹ Uᵀ v + (v - U Uᵀ v) for K + μI, μ the ridge's mean."""
+    """P⁻¹ v = (λ_r + μ) U (Λ + μI)⁻¹ Uᵀ v + (v - U Uᵀ v) for K + μI, μ the ridge's mean.
+
+    U is held in the tiles' dtype, where it is orthonormal only to rounding; P⁻¹ is applied as
+    v + U M Uᵀ v with M = R⁻¹ (S - I) R⁻ᵀ, S = (λ_r + μ)(Λ + μI)⁻¹ and UᵀU = RᵀR exact in
+    float64, so P⁻¹ = (I - QQᵀ) + Q S Qᵀ for the orthonormal Q = U R⁻¹: symmetric positive
+    definite however U was rounded, and the same linear map at every iteration (products in
+    float64)."""
 
     def __init__(self, us: list[Tensor], lams: list[Tensor], reg: Tensor):
         self.us, self.lams = us, lams
         self.mu = reg.mean(1)  # (S,)
+        self.cores = []
+        for k, (u, lam) in enumerate(zip(us, lams, strict=True)):
+            mu = float(self.mu[k])
+            scale = (float(lam[-1]) + mu) / (lam + mu) - 1.0
+            gram = _gram(u, u, exact=True)
+            dead = gram.diagonal() == 0  # columns past the numerical rank
+            gram.diagonal()[dead] = 1.0
+            scale[dead] = 0.0
+            r_inv = torch.linalg.inv(torch.linalg.cholesky(gram, upper=True))
+            self.cores.append(r_inv @ (scale[:, None] * r_inv.T))
 
     def __call__(self, v: Tensor) -> Tensor:
         out = v.clone()
-        for k, (u, lam) in enumerate(zip(self.us, self.lams, strict=True)):
-            mu = float(self.mu[k])
-            scale = ((float(lam[-1]) + mu) / (lam + mu) - 1.0).to(u.dtype)
-            proj = u.T @ v[k].to(u.dtype)  # U in the tiles' dtype: v + U (scale - 1) Uᵀ v
-            out[k] += (u @ (scale[:, None] * proj)).to(out.dtype)
+        for k, (u, core) in enumerate(zip(self.us, self.cores, strict=True)):
+            out[k] += _times(u, core @ _gram(u, v[k], exact=True))
         return out
 
 
