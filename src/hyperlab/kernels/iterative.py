@@ -412,10 +412,11 @@ def _gram(a: Tensor, b: Tensor, exact: bool = False) -> Tensor:
     out = torch.zeros(a.shape[1], b.shape[1], dtype=F64, device=a.device)
     if exact:
         for rows, wide in _widened(a):
-            out.addmm_(wide.T, b[rows].to(F64))
+            out.addmm_(wide.T, wide if b is a else b[rows].to(F64))
         return out
+    part = torch.empty(a.shape[1], b.shape[1], dtype=a.dtype, device=a.device)
     for i in range(0, a.shape[0], _CHUNK):
-        out += (a[i : i + _CHUNK].T @ b[i : i + _CHUNK]).to(F64)
+        out += torch.mm(a[i : i + _CHUNK].T, b[i : i + _CHUNK], out=part)
     return out
 
 
@@ -439,10 +440,13 @@ def _widened(a: Tensor):
 
 
 def _rows_times(a: Tensor, m: Tensor) -> None:
-    """a ← a·m in place, in row chunks (m: r×r float64, applied in a's dtype)."""
+    """a ← a·m in place, in row chunks through one reused buffer (m: r×r float64, applied in
+    a's dtype)."""
     m = m.to(a.dtype)
+    part = torch.empty(min(_CHUNK, a.shape[0]), m.shape[1], dtype=a.dtype, device=a.device)
     for i in range(0, a.shape[0], _CHUNK):
-        a[i : i + _CHUNK] = a[i : i + _CHUNK] @ m
+        rows = a[i : i + _CHUNK]
+        rows.copy_(torch.mm(rows, m, out=part[: rows.shape[0]]))
 
 
 def _shifted_cholesky(core: Tensor, nu: float) -> Tensor:
