@@ -380,7 +380,10 @@ def _nystrom(op: _Operator, n_kernels: int, n: int, rank: int, shift: Tensor, se
     omega = torch.empty(n, rank, dtype=dt)
     for i in range(0, n, _CHUNK):  # float64 draws in chunks: the same sketch in either dtype
         omega[i : i + _CHUNK] = torch.randn(min(_CHUNK, n - i), rank, generator=g, dtype=F64)
-    omega = torch.linalg.qr(omega)[0].to(shift.device)
+    omega = torch.linalg.qr(omega)[0]
+    # LAPACK's Q is column-major, and Y and U would inherit that: their row chunks (the
+    # factorisation's and every preconditioner apply's) would be strided copies
+    omega = omega.contiguous().to(shift.device)
     y = op.matvec(omega.expand(n_kernels, -1, -1))  # (S, N, r), the tiles' dtype
     eps = float(torch.finfo(dt).eps)
     us, lams = [], []
