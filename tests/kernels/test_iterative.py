@@ -222,14 +222,15 @@ def test_memory_estimate_grows_with_rank_and_cache_and_caps_the_cache():
     # was estimated over the old preconditioner's peak; the new one fits in 24 GB
     assert cg_memory_bytes(60_000, CGOptions(rank=3000, cache_gb=6.0), kernels=2,
                            threads=1)["total"] < 20 * 2**30  # fmt: skip
-    # the factors are held in the tiles' dtype: float32 halves the N×r part, and rank 9000 at
-    # 60k (two kernels, 6 GB cache, one thread) fits in 24 GB
+    # measured (benchmarks/kernel_regression.py --sizes 20000 --ranks 3000 --cache-gb 4, docs/
+    # how-to/kernels.md): peak RSS 3,543 MB, 638 MB before the solve; the estimate is within 15 %
+    est = cg_memory_bytes(20_000, CGOptions(rank=3000, cache_gb=4.0, dtype=torch.float32),
+                          kernels=2, threads=1)["total"] / 2**20  # fmt: skip
+    assert est == pytest.approx(3543 - 638, rel=0.15)
+    # rank 9000 at 60k (two kernels, float32 factors, 6 GB cache, one thread) fits in 24 GB
+    # (the run in results/infinite-width-representation-60k-rank9000-reduced peaked at 20.0 GB)
     f32 = CGOptions(rank=9000, cache_gb=6.0, dtype=torch.float32)
-    p32 = cg_memory_bytes(60_000, f32, kernels=2, threads=1)
-    p64 = cg_memory_bytes(60_000, CGOptions(rank=9000, cache_gb=6.0), kernels=2, threads=1)
-    square = 10 * 9000**2 * 8  # the r×r work and cores, float64 either way
-    assert p32["preconditioner"] - square == pytest.approx((p64["preconditioner"] - square) / 2)
-    assert p32["total"] < 20 * 2**30
+    assert cg_memory_bytes(60_000, f32, kernels=2, threads=1)["total"] < 20 * 2**30
 
 
 def test_solve_over_the_free_memory_is_refused_before_any_work(monkeypatch):

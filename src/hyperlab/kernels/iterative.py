@@ -305,8 +305,8 @@ class _Operator:
                     # fixed matrix, so CG's recursive residual tracks the true one; a float32
                     # v (Nyström's sketch) takes float32 products
                     kt = blk[k].to(v.dtype)
-                    # accumulated by the GEMM itself, no product tensor and second pass (the
-                    # Nyström sketch's product, N = 8,000, r = 2000: 4.0 vs 4.6 s)
+                    # accumulated by the GEMM itself: no product tensor and second pass over
+                    # the rows (at Nyström's r columns that pass is a large share)
                     buf[i, rows].addmm_(kt, v[i, cols])
                     if off_diagonal:
                         buf[i, cols].addmm_(kt.T, v[i, rows])
@@ -423,8 +423,8 @@ def _gram(a: Tensor, b: Tensor, exact: bool = False) -> Tensor:
     return out
 
 
-#: rows per chunk where a float32 factor is widened to float64 (one reused buffer: 1024 × r
-#: float64 stays in cache; fresh 4096-row chunks made the preconditioner 5x slower to apply)
+#: rows per chunk where a float32 factor is widened to float64, through one reused buffer
+#: (fresh chunks would page-fault on every preconditioner apply)
 _WIDE_CHUNK = 1024
 
 
