@@ -12,7 +12,8 @@ The step: G maps 32 noise vectors to 32 full sets of the 20,018-weight MNIST con
 Adam 3e-4. "plain, memory kept" shows how much of the gain is the allocator's alone. The
 float32 paths run the same model from the same state and must give the same
 loss (checked here; gradients are checked in tests/test_primary.py); the bfloat16 line prints
-how far its loss moved. Ends with the headline like for like,
+how far its loss moved; a line per thread count times the entropy's nearest-neighbour search
+(hyperlab's, ``pdist``, against ``cdist``). Ends with the headline like for like,
 ``speedup_vs_grouped_conv_like_for_like=<x>`` (float32, both with freed memory kept, as the
 experiments run), then ``speedup_vs_grouped_conv=<y>`` (hyperlab with memory kept against the
 plain path without it: the allocator's gain counted as ours; printed for comparison with
@@ -34,6 +35,7 @@ import torch
 
 from hyperlab import ConvNet
 from hyperlab.generative import GenerativeHyperNetwork, generative_loss
+from hyperlab.generative.entropy import _distance_matrix
 from hyperlab.runtime import keep_freed_memory
 
 
@@ -46,6 +48,32 @@ def make(path: str) -> tuple[GenerativeHyperNetwork, torch.optim.Optimizer]:
         g._forward_batched = functools.partial(ConvNet._forward_batched, g, **kw)
     model = GenerativeHyperNetwork(g, 300, generator=torch.Generator().manual_seed(0))
     return model, torch.optim.Adam(model.parameters(), lr=3e-4)
+
+
+def neighbour_search(model: GenerativeHyperNetwork, z: torch.Tensor, repeats: int = 20) -> str:
+    """The entropy's nearest-neighbour search on the step's generated weights (L1, without
+    autograd): hyperlab's (``pdist``, each pair once) against the full ``cdist``."""
+    with torch.no_grad():
+        flat = model.primary.layout.flatten(model(z))
+    p = 1.0
+    contenders = {
+        "cdist": lambda: torch.cdist(flat, flat, p=p, compute_mode="donot_use_mm_for_euclid_dist"),
+        "hyperlab (pdist)": lambda: _distance_matrix(flat, p),
+    }
+    ms = {}
+    for name, fn in contenders.items():
+        fn()
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+        ms[name] = statistics.median(runs) * 1e3
+    torch.testing.assert_close(contenders["hyperlab (pdist)"](), contenders["cdist"](),
+                               rtol=1e-4, atol=0.0)  # fmt: skip
+    return (f"nearest neighbours ({tuple(flat.shape)}, L1): cdist {ms['cdist']:.2f} ms, "
+            f"hyperlab (pdist) {ms['hyperlab (pdist)']:.2f} ms, "
+            f"x{ms['cdist'] / ms['hyperlab (pdist)']:.1f}")  # fmt: skip
 
 
 def main() -> None:
@@ -99,6 +127,7 @@ def main() -> None:
             line += (f"; {name} {times[name] * 1e3:7.1f} ms, x{ref / times[name]:.2f} "
                      f"(loss moved {rel:.1e})")  # fmt: skip
         print(line, flush=True)
+        print(neighbour_search(base, z), flush=True)
         kept = times["plain, memory kept"]
         fair = kept / times["hyperlab, memory kept"]
         unfair = ref / times["hyperlab, memory kept"]

@@ -191,10 +191,9 @@ def filter_diversity(weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def pairwise_distances(flat: Tensor, p: float = 2.0) -> Tensor:
-    """Distances between weight vectors (B, D): the B(B−1)/2 upper-triangle entries."""
-    d = torch.cdist(flat, flat, p=p, compute_mode="donot_use_mm_for_euclid_dist")
-    i, j = torch.triu_indices(flat.shape[0], flat.shape[0], 1)
-    return d[i, j]
+    """Distances between weight vectors (B, D): the B(B−1)/2 upper-triangle entries, row by
+    row (``pdist``: each pair once)."""
+    return torch.nn.functional.pdist(flat, p)
 
 
 def pca(flat: Tensor, n_components: int = 6) -> tuple[Tensor, Tensor]:
