@@ -179,6 +179,29 @@ def test_embedding_model_broadcasts_groups():
     torch.testing.assert_close(out, ref)
 
 
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_embedding_model_is_q_on_the_concatenation(parameterization, bias):
+    """q(x, e(I)) runs its first layer per part (e(I)'s product once per condition, not per
+    x of its group): the same values and gradients as q on the explicit [x; e(I)]."""
+    torch.manual_seed(0)
+    m = EmbeddingModel(4, 3, 5, [8], [6], 2, bias=bias, parameterization=parameterization)
+    m = m.double()
+    c, x = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 7, 4, dtype=torch.float64)
+    out = m(x, c)
+    emb = m.e(c).unsqueeze(1).expand(2, 7, 5)
+    ref = m.q(torch.cat([x, emb], -1))
+    torch.testing.assert_close(out, ref)
+    params = list(m.parameters())
+    g = torch.autograd.grad(out.square().sum(), params)
+    g_ref = torch.autograd.grad(m.q(torch.cat([x, m.e(c).unsqueeze(1).expand(2, 7, 5)], -1))
+                                .square().sum(), params)  # fmt: skip
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="parts: expected tensors whose last dims sum to 9"):
+        m.q.primary.forward_concat([x, emb[..., :4]], m.q.params())
+
+
 def test_model_bad_inputs():
     h = HyperModel(MLP([4, 3, 1]), 2, [5])
     with pytest.raises(ValueError, match=r"cond: expected shape \(\.\.\., 2\)"):

@@ -589,8 +589,9 @@ class EmbeddingModel(nn.Module):
         emb = self.e(cond)
         group = x.dim() - cond.dim()
         emb = emb.reshape(*emb.shape[:-1], *([1] * group), emb.shape[-1])
-        emb = emb.expand(*x.shape[:-1], emb.shape[-1])
-        return self.q(torch.cat([x, emb], dim=-1))
+        # q on [x; e(I)] without the concatenation: e(I)'s product once per condition
+        assert isinstance(self.q.primary, MLP)
+        return self.q.primary.forward_concat([x, emb], self.q.params())
 
 
 def modularity_counts(

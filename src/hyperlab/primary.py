@@ -507,17 +507,40 @@ class MLP(Primary):
         return h
 
     def _forward_single(self, x: Tensor, params: Params) -> Tensor:
-        h = x
-        for i in range(self.depth):
-            w = params[f"fc{i}.weight"]
-            if self.parameterization == "ntk":
-                h = F.linear(h, w) * (1.0 / math.sqrt(self.sizes[i]))
-                if self.bias:
-                    h = h + params[f"fc{i}.bias"]
-            else:
-                h = F.linear(h, w, params.get(f"fc{i}.bias"))
+        return self._layers(x, params, 0)
+
+    def _layers(self, h: Tensor, params: Params, start: int) -> Tensor:
+        """Layers ``start``… on h, one unbatched θ."""
+        for i in range(start, self.depth):
+            w, b = params[f"fc{i}.weight"], params.get(f"fc{i}.bias")
+            h = self._affine(F.linear(h, w), b, i) if self.parameterization == "ntk" else (
+                F.linear(h, w, b))  # fmt: skip
             h = self._post(h, i)
         return h
+
+    def _affine(self, h: Tensor, bias: Tensor | None, i: int) -> Tensor:
+        """Layer i's NTK scale and bias on its product h = W a."""
+        h = h * (1.0 / math.sqrt(self.sizes[i]))
+        return h if bias is None else h + bias
+
+    def forward_concat(self, parts: Sequence[Tensor], params: Params) -> Tensor:
+        """g([p_1; p_2; …]; θ) for one unbatched θ, without forming the concatenation: the first
+        layer is Σ_j W_j p_j, W_j its columns for part j, each product taken at the part's own
+        shape and broadcast over the others' leading dims. A part shared by a group of inputs
+        (shape (*B, 1, d_j) beside (*B, G, d_x)) is multiplied once, not once per input: the
+        embedding method's q(x, e(I)) (modularity paper, Sec. 2)."""
+        widths = [int(p.shape[-1]) for p in parts]
+        if not parts or sum(widths) != self.sizes[0]:
+            raise ValueError(
+                f"parts: expected tensors whose last dims sum to {self.sizes[0]}, got {widths}"
+            )
+        w, b = params["fc0.weight"].split(widths, dim=1), params.get("fc0.bias")
+        ntk = self.parameterization == "ntk"
+        h = F.linear(parts[-1], w[-1], None if ntk else b)  # the bias once, on the last part
+        for p, wj in zip(parts[:-1], w[:-1], strict=True):
+            h = F.linear(p, wj) + h
+        h = self._post(self._affine(h, b, 0) if ntk else h, 0)
+        return self._layers(h, params, 1)
 
     def forward_fused_head(
         self,
