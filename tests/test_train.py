@@ -588,6 +588,7 @@ def _ddp_worker(rank: int, world: int, tmp: str) -> None:
             },
             f"{tmp}/rank{rank}.pt",
         )
+        dist.barrier()  # neither rank tears gloo down while the other is still in a collective
     finally:
         dist.destroy_process_group()
 

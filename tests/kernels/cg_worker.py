@@ -20,4 +20,5 @@ pred = fit.predict((x[:40], z[:40]))
 if dist.get_rank() == 0:
     torch.save({"world": dist.get_world_size(), "iterations": fit.iterations,
                 "alpha": fit.alpha, "pred": pred}, sys.argv[1])  # fmt: skip
+dist.barrier()  # neither rank tears gloo down while the other still works
 dist.destroy_process_group()
