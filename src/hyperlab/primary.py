@@ -513,8 +513,10 @@ class MLP(Primary):
         """Layers ``start``… on h, one unbatched θ."""
         for i in range(start, self.depth):
             w, b = params[f"fc{i}.weight"], params.get(f"fc{i}.bias")
-            h = self._affine(F.linear(h, w), b, i) if self.parameterization == "ntk" else (
-                F.linear(h, w, b))  # fmt: skip
+            if self.parameterization == "ntk":
+                h = self._affine(F.linear(h, w), b, i)
+            else:
+                h = F.linear(h, w, b)
             h = self._post(h, i)
         return h
 
