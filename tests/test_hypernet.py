@@ -200,6 +200,11 @@ def test_embedding_model_is_q_on_the_concatenation(parameterization, bias):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="parts: expected tensors whose last dims sum to 9"):
         m.q.primary.forward_concat([x, emb[..., :4]], m.q.params())
+    with pytest.raises(ValueError, match="parts: expected leading dims that broadcast"):
+        m.q.primary.forward_concat([x, emb[:, :3]], m.q.params())
+    batched = {k: v.expand(2, *v.shape) for k, v in m.q.params().items()}
+    with pytest.raises(ValueError, match="params: forward_concat takes one unbatched"):
+        m.q.primary.forward_concat([x, emb], batched)
 
 
 def test_model_bad_inputs():

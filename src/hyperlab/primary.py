@@ -536,6 +536,15 @@ class MLP(Primary):
             raise ValueError(
                 f"parts: expected tensors whose last dims sum to {self.sizes[0]}, got {widths}"
             )
+        try:
+            torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+        except RuntimeError:
+            raise ValueError(
+                "parts: expected leading dims that broadcast, got "
+                f"{[tuple(p.shape) for p in parts]}"
+            ) from None
+        if self.layout.batch_shape(params) != torch.Size():
+            raise ValueError("params: forward_concat takes one unbatched parameter set")
         w, b = params["fc0.weight"].split(widths, dim=1), params.get("fc0.bias")
         ntk = self.parameterization == "ntk"
         h = F.linear(parts[-1], w[-1], None if ntk else b)  # the bias once, on the last part

@@ -103,6 +103,11 @@ def test_pairwise_distances_and_pca():
     flat = torch.randn(5, 3)
     d = pairwise_distances(flat)
     assert d.shape == (10,)
+    ref = torch.cdist(flat, flat)
+    i, j = torch.triu_indices(5, 5, 1)
+    torch.testing.assert_close(d, ref[i, j])
+    with pytest.raises(ValueError, match="flat: expected"):
+        pairwise_distances(flat[None])
     assert d[0].item() == pytest.approx((flat[0] - flat[1]).norm().item(), rel=1e-6)
     # points on a line: one component explains everything
     line = torch.linspace(-1, 1, 20)[:, None] * torch.tensor([[1.0, 2.0, -1.0]]) + 3.0

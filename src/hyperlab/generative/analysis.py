@@ -193,6 +193,8 @@ def filter_diversity(weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def pairwise_distances(flat: Tensor, p: float = 2.0) -> Tensor:
     """Distances between weight vectors (B, D): the B(B−1)/2 upper-triangle entries, row by
     row (``pdist``: each pair once)."""
+    if flat.dim() != 2:
+        raise ValueError(f"flat: expected (B, D) weight vectors, got {tuple(flat.shape)}")
     return torch.nn.functional.pdist(flat, p)
 
 

@@ -50,8 +50,9 @@ def _check_samples(samples: Tensor, k: int = 1) -> Tensor:
 
 def _distance_matrix(x: Tensor, p: float) -> Tensor:
     """The (N, N) p-norm distances between the rows of x (N, D), zero diagonal. Each pair is
-    computed once, by ``pdist``: on CPU several times faster than ``cdist`` (which computes
-    both triangles) and closer to float64 (``benchmarks/generative_step.py`` times both)."""
+    computed once, by ``pdist``: on CPU several times faster than ``cdist``, which computes
+    both triangles (``benchmarks/generative_step.py`` times both), and closer to float64
+    (tested)."""
     n = x.shape[0]
     upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu_(1)
     d = x.new_zeros(n, n).masked_scatter_(upper, F.pdist(x, p))
